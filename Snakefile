@@ -1,0 +1,22 @@
+# MDM: timestep-interval expert diffusion models. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.21.1")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/features.smk"
+include: "rules/training.smk"
+include: "rules/evaluation.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

@@ -1,0 +1,195 @@
+"""Typed configuration: one dataclass per concern, built once from the YAML.
+
+The JSON schema in ``schemas/config.schema.yaml`` validates values and fills
+defaults before these objects are built; the dataclasses only give the rest of
+the library names and types instead of nested dictionaries.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"  # digits | cifar10 | fashion_mnist | image_folder
+    root: str | None = None  # local root for cifar10 / fashion_mnist / image_folder
+    download: bool = False  # let torchvision download cifar10 when the root lacks it
+    resolution: int = 8  # images are resized to resolution x resolution
+    channels: int = 1  # 1 (grey) or 3 (RGB); image_folder converts to this
+    val_size: int = 500  # validation images for datasets without an official test split
+    max_train: int | None = None  # keep only the first N training images (after shuffling)
+    max_val: int | None = None  # keep only the first N validation images
+    seed: int = 0  # seed of the train/validation split
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    timesteps: int = 1000  # T, discrete steps; t is indexed 0..T-1 internally (t = 1..T in the paper)
+    schedule: str = "cosine"  # linear | cosine
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    base_channels: int = 32  # channels at the first resolution
+    channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution level
+    num_res_blocks: int = 1  # residual blocks per resolution
+    attention_resolutions: tuple[int, ...] = (4,)  # spatial sizes that get self-attention
+    channels_per_head: int = 16  # attention head width (ADM's num_head_channels)
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    baseline_iterations: int = 3000  # I_baseline; an expert gets |tau_e|/T of it
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    ema_decay: float = 0.999
+    log_every: int = 50  # steps per logged interval (loss per timestep bin and wall time)
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    eval_points: int = 6  # snapshots per run, evenly spaced over its budget, for the evaluation series
+    loss_bins: int = 8  # timestep bins of the logged loss (8 matches the paper's Fig. 2)
+    threads: int = 1  # CPU threads of one training job (one job = one device)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExpertsConfig:
+    # Interior boundaries as fractions of T, ascending. [0.1, 0.8] gives the paper's ADM
+    # intervals tau_C = (0, 0.1T], tau_B = (0.1T, 0.8T], tau_A = (0.8T, T].
+    boundaries: tuple[float, ...] = (0.1, 0.8)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 50  # DDIM steps
+    eta: float = 0.0  # 0 = deterministic DDIM
+    num_samples: int = 500  # images per evaluation point
+    batch_size: int = 500
+    seed: int = 0  # sample i uses seed + i
+    threads: int = 1
+    grid_size: int = 8  # the sample grid is grid_size x grid_size
+
+
+@dataclass(frozen=True)
+class FeatureNetConfig:
+    width: int = 32  # channels of the first conv layer
+    feature_dim: int = 64  # pool feature size (FID, precision, recall)
+    spatial_channels: int = 7  # first channels of the intermediate map kept for sFID
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    features: str = "classifier"  # classifier (trained here, offline) | inception
+    pr_k: int = 3  # nearest neighbour of the precision/recall radius
+    block_size: int = 10000  # rows/cols per distance block
+    feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    experiment: str = "default"  # results/<dataset>/<experiment>/
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclass -> nested dict of plain types (tuples become lists), e.g. for checkpoints."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: to_plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type, values: dict[str, Any] | None):
+    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
+
+    Unknown keys raise, naming the key, so a typo never silently falls back to a default.
+    """
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
+        if hasattr(default, "__dataclass_fields__") and isinstance(value, dict):
+            value = from_dict(type(default), value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def validate(values: dict[str, Any]) -> RunConfig:
+    """Validate against the JSON schema, build the typed config, check cross-field rules.
+
+    Defaults live only in the dataclasses above. Raises ``ValueError`` naming the key.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        raise ValueError(f"config key '{key}': {err.message}")
+    cfg = from_dict(RunConfig, values)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: RunConfig) -> None:
+    b = cfg.experts.boundaries
+    if any(not 0.0 < x < 1.0 for x in b) or list(b) != sorted(set(b)):
+        raise ValueError(f"config key 'experts.boundaries': need strictly ascending fractions in (0, 1), got {list(b)}")
+    T = cfg.diffusion.timesteps
+    edges = [0] + [round(x * T) for x in b] + [T]
+    if any(hi <= lo for lo, hi in zip(edges, edges[1:])):
+        raise ValueError(f"config key 'experts.boundaries': {list(b)} gives an empty interval at T={T}")
+    if cfg.training.checkpoint_every % cfg.training.log_every:
+        raise ValueError("config key 'training.checkpoint_every': must be a multiple of training.log_every "
+                         "so a resumed run repeats no logged interval")
+    res = cfg.data.resolution
+    levels = len(cfg.model.channel_mult)
+    if res % (2 ** (levels - 1)) != 0:
+        raise ValueError(
+            f"config key 'model.channel_mult': {levels} levels need data.resolution divisible by {2 ** (levels - 1)}, got {res}"
+        )
+    sizes = {res // 2**i for i in range(levels)}
+    bad = [r for r in cfg.model.attention_resolutions if r not in sizes]
+    if bad:
+        raise ValueError(f"config key 'model.attention_resolutions': {bad} not among the U-Net's resolutions {sorted(sizes)}")
+    for c in cfg.model.channel_mult:
+        if (cfg.model.base_channels * c) % cfg.model.channels_per_head:
+            raise ValueError("config key 'model.channels_per_head': must divide every level's channel count")
+    if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
+        raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
+
+
+def load_config(path: str | Path | dict) -> RunConfig:
+    """Read YAML (or take a dict), validate, and build the typed config."""
+    values = path if isinstance(path, dict) else yaml.safe_load(Path(path).read_text())
+    return validate(values or {})

@@ -1,0 +1,65 @@
+"""Figures, each saved as PNG and PDF."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: jobs run without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .tables import RUN_LABELS  # noqa: E402
+
+
+def save_figure(fig, png_path: str | Path) -> None:
+    """Write ``png_path`` and the PDF beside it."""
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=150, bbox_inches="tight")
+    fig.savefig(png_path.with_suffix(".pdf"), bbox_inches="tight")
+    plt.close(fig)
+
+
+def fid_vs_cost_figure(series: dict[str, pd.DataFrame], baseline_seconds: float, png_path: str | Path,
+                       title: str = "") -> None:
+    """MDM Fig. 1: FID against normalised WCT and TC; 'o' best, 'x' end of run, dotted best FID."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, column, label in zip(axes, ("wct_seconds", "tc_seconds"), ("NWCT (%)", "NTC (%)")):
+        for i, (run, df) in enumerate(series.items()):
+            color = f"C{i}"
+            x = 100.0 * df[column].to_numpy() / baseline_seconds
+            fid = df["fid"].to_numpy()
+            ax.plot(x, fid, "-", color=color, label=RUN_LABELS.get(run, run))
+            best = int(np.argmin(fid))
+            ax.plot(x[best], fid[best], "o", color=color, markersize=8)
+            ax.plot(x[-1], fid[-1], "x", color=color, markersize=9)
+            ax.axhline(fid[best], color=color, linestyle=":", linewidth=1)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("FID")
+    axes[0].legend(title="o best, x end of run")
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, png_path)
+
+
+def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
+    """uint8 N x C x H x W -> one H*rows x W*cols x C image with a 1-pixel border."""
+    n, c, h, w = images.shape
+    cols = rows
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for k in range(min(n, rows * cols)):
+        r, q = divmod(k, cols)
+        grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = images[k].transpose(1, 2, 0)
+    return grid
+
+
+def sample_grid_figure(images: np.ndarray, rows: int, png_path: str | Path, title: str) -> None:
+    grid = image_grid(images, rows)
+    fig, ax = plt.subplots(figsize=(6, 6.4))
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest",
+              vmin=0, vmax=255)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    save_figure(fig, png_path)

@@ -1,0 +1,45 @@
+"""What a config asks the pipeline to train and evaluate: names, intervals, budgets.
+
+The Snakefile and the workflow scripts both read this, so a model's interval and
+budget are decided in one place.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import RunConfig
+from .experts import Interval, expert_budget, intervals_from_boundaries
+from .training import TrainJob, snapshot_steps
+
+
+def expert_intervals(cfg: RunConfig) -> list[Interval]:
+    return intervals_from_boundaries(cfg.experts.boundaries, cfg.diffusion.timesteps)
+
+
+def expert_names(cfg: RunConfig) -> list[str]:
+    """expert_1 handles the cleanest interval (t near 0), the last one the noisiest."""
+    return [f"expert_{k + 1}" for k in range(len(cfg.experts.boundaries) + 1)]
+
+
+def train_jobs(cfg: RunConfig) -> dict[str, TrainJob]:
+    T, total, points = cfg.diffusion.timesteps, cfg.training.baseline_iterations, cfg.training.eval_points
+    jobs = {"baseline": TrainJob("baseline", Interval(0, T), total, snapshot_steps(total, points))}
+    for name, interval in zip(expert_names(cfg), expert_intervals(cfg)):
+        budget = expert_budget(interval, T, total)
+        jobs[name] = TrainJob(name, interval, budget, snapshot_steps(budget, points))
+    return jobs
+
+
+def run_models(cfg: RunConfig) -> dict[str, list[str]]:
+    """Evaluated runs and the models each one routes between."""
+    return {"baseline": ["baseline"], "mdm": expert_names(cfg)}
+
+
+def job_device(threads: int) -> torch.device:
+    """CUDA when present, else the CPU limited to the rule's threads (no oversubscription)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

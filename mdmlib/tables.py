@@ -1,0 +1,71 @@
+"""The MDM paper's tables from measured evaluation series and timings.
+
+Table 3 form (quality at each run's best FID) and Table 2 form (normalised wall-clock
+time and total cost). Normalisation: the baseline's full measured run is 100%.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+RUN_LABELS = {"baseline": "ADM", "mdm": "ADM+MDM"}
+
+
+def best_point(series: pd.DataFrame) -> pd.Series:
+    """The first point reaching the run's lowest FID (the paper's 'best score')."""
+    return series.loc[series["fid"].idxmin()]
+
+
+def quality_table(series: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    rows = []
+    for run, df in series.items():
+        best = best_point(df)
+        rows.append({"method": RUN_LABELS.get(run, run), "FID": best["fid"], "sFID": best["sfid"],
+                     "precision": best["precision"], "recall": best["recall"],
+                     "point": int(best["point"]), "steps": best["steps"],
+                     "num_samples": int(best["num_samples"]), "num_reference": int(best["num_reference"])})
+    return pd.DataFrame(rows)
+
+
+def efficiency_table(series: dict[str, pd.DataFrame], baseline_seconds: float) -> pd.DataFrame:
+    """NWCT and NTC (%) at the best score and at the first point beating the baseline's best FID."""
+    if not baseline_seconds > 0:
+        raise ValueError(f"baseline training time must be positive, got {baseline_seconds}")
+    baseline_best = series["baseline"]["fid"].min()
+    rows = []
+    for run, df in series.items():
+        best = best_point(df)
+        beats = df[df["fid"] < baseline_best]
+        equivalent = beats.iloc[0] if run != "baseline" and len(beats) else None
+        pct = lambda v: 100.0 * v / baseline_seconds  # noqa: E731
+        rows.append({
+            "method": RUN_LABELS.get(run, run),
+            "NWCT best score (%)": pct(best["wct_seconds"]),
+            "NWCT baseline equivalent (%)": pct(equivalent["wct_seconds"]) if equivalent is not None else math.nan,
+            "NTC best score (%)": pct(best["tc_seconds"]),
+            "NTC baseline equivalent (%)": pct(equivalent["tc_seconds"]) if equivalent is not None else math.nan,
+            "best FID": best["fid"],
+            "end-of-run NWCT (%)": pct(df["wct_seconds"].iloc[-1]),
+            "end-of-run NTC (%)": pct(df["tc_seconds"].iloc[-1]),
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
+    """A GitHub Markdown table; NaN prints as '-' (not reached / not applicable)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        return str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([f"**{caption}**", "", head, rule, *body, ""])
+
+
+def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str) -> None:
+    df.to_csv(csv_path, index=False)
+    Path(md_path).write_text(markdown_table(df, caption))

@@ -1,0 +1,14 @@
+"""FID, sFID, precision and recall at every evaluation point of one run."""
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from mdmlib.config import load_config
+from mdmlib.evaluation import evaluate_series
+from mdmlib.plan import job_device
+
+cfg = load_config(snakemake.config)
+job_device(snakemake.threads)
+series = evaluate_series(snakemake.wildcards.run, snakemake.input.samples, snakemake.input.net,
+                         snakemake.input.reference, cfg.metrics, log=print)
+series.to_csv(snakemake.output[0], index=False)

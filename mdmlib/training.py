@@ -118,7 +118,7 @@ class IntervalLossMeter:
         width = self.timesteps / self.bins
         return [
             {"step": step, "t_lo": round(k * width), "t_hi": round((k + 1) * width),
-             "loss": self.sums[k] / self.counts[k], "count": int(self.counts[k])}
+             "loss": float(self.sums[k] / self.counts[k]), "count": int(self.counts[k])}
             for k in range(self.bins) if self.counts[k]
         ]
 
@@ -205,7 +205,8 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             started, last_logged = time.perf_counter(), state.step
         if state.step in snapshots:
             payload = checkpoint_payload(cfg, job, state, with_optimizer=False)
-            payload["elapsed_seconds"] = state.elapsed_seconds + (time.perf_counter() - started)
+            unlogged = time.perf_counter() - started if last_logged != state.step else 0.0
+            payload["elapsed_seconds"] = state.elapsed_seconds + unlogged
             save_checkpoint(snapshot_path(state_dir, state.step), payload)
         if state.step % tc.checkpoint_every == 0 or state.step == job.iterations:
             save_checkpoint(latest, checkpoint_payload(cfg, job, state))

@@ -9,3 +9,4 @@ from mdmlib.reporting import write_sample_grid
 
 series = pd.read_csv(snakemake.input.series)
 write_sample_grid(series, snakemake.input.samples, snakemake.params.grid_size, snakemake.output.png)
+print(f"grid of the best-FID point of {snakemake.wildcards.run} -> {snakemake.output.png} (+ PDF)")

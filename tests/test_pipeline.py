@@ -1,0 +1,122 @@
+"""The real pipeline through the Snakemake CLI, in a temporary copy of the workflow."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "configs", "schemas", "profiles",
+                  "report", "envs"]
+SMOKE_OUT = Path("results/digits/smoke")
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    proc = snakemake(workdir, "--configfile", "configs/smoke.yaml")
+    return workdir, proc
+
+
+def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
+    workdir, _ = smoke_run
+    out = workdir / SMOKE_OUT
+    quality = pd.read_csv(out / "tables/quality.csv")
+    assert list(quality["method"]) == ["ADM", "ADM+MDM"]
+    for col in ("FID", "sFID", "precision", "recall"):
+        assert np.isfinite(quality[col]).all(), col
+    assert quality[["precision", "recall"]].apply(lambda s: s.between(0, 1)).all().all()
+    # The table's numbers are those of this run's evaluation series, not constants.
+    for run, method in (("baseline", "ADM"), ("mdm", "ADM+MDM")):
+        series = pd.read_csv(out / f"metrics/{run}.csv")
+        assert quality.loc[quality["method"] == method, "FID"].item() == pytest.approx(series["fid"].min())
+    efficiency = pd.read_csv(out / "tables/efficiency.csv")
+    assert efficiency.loc[0, "end-of-run NWCT (%)"] == pytest.approx(100.0)
+    mdm = efficiency.iloc[1]
+    assert np.isfinite(mdm["NWCT best score (%)"]) and np.isfinite(mdm["NTC best score (%)"])
+    # Parallel experts: wall-clock time is the slowest expert, never more than the total cost.
+    assert mdm["end-of-run NWCT (%)"] < mdm["end-of-run NTC (%)"]
+    for name in ("quality", "efficiency"):
+        text = (out / f"tables/{name}.md").read_text()
+        assert "64 generated vs 64 validation images" in text and "features:" in text
+
+
+def test_smoke_run_writes_figures_as_png_and_pdf(smoke_run):
+    workdir, _ = smoke_run
+    out = workdir / SMOKE_OUT / "figures"
+    for stem in ("fid_vs_cost", "samples_baseline", "samples_mdm"):
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
+    workdir, _ = smoke_run
+    out = workdir / SMOKE_OUT
+    logs = list((out / "logs").rglob("*.log"))
+    assert len(logs) >= 13 and all(p.stat().st_size > 0 for p in logs)
+    train_log = (out / "logs/train_model/baseline.log").read_text()
+    assert "step 10/40" in train_log and "it/s" in train_log
+    bench = pd.read_csv(out / "benchmarks/train_model/baseline.tsv", sep="\t")
+    assert bench["s"].iloc[0] > 0
+    provenance = (out / "data/provenance.json").read_text()
+    assert "load_digits" in provenance
+
+
+def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run):
+    workdir, _ = smoke_run
+    proc = snakemake(workdir, "--configfile", "configs/smoke.yaml", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    snakemake(workdir, "--configfile", "configs/smoke.yaml", "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "fid_vs_cost.png" in html and "quality.csv" in html
+
+
+def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    proc = snakemake(workdir, "-n")
+    text = proc.stdout + proc.stderr
+    points = yaml.safe_load((REPO / "config.yaml").read_text())["training"]["eval_points"]
+    for rule, count in (("prepare_data", 1), ("train_feature_net", 1), ("reference_statistics", 1),
+                        ("train_model", 4), ("sample_point", 2 * points), ("evaluate_series", 2),
+                        ("paper_tables", 1), ("sample_grid", 2)):
+        assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(copy_workflow(tmp_path), "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("override, key", [
+    ("training: {batch_size: 0}", "training.batch_size"),
+    ("model: {dropoutt: 0.1}", "model"),
+    ("experts: {boundaries: [0.9, 0.2]}", "experts.boundaries"),
+])
+def test_a_bad_config_value_fails_at_load_naming_the_key(tmp_path, override, key):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(override + "\n")
+    proc = snakemake(workdir, "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert f"config key '{key}'" in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()  # nothing ran

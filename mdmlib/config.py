@@ -154,7 +154,10 @@ def validate(values: dict[str, Any]) -> RunConfig:
     errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        path = [str(p) for p in err.absolute_path]
+        if err.validator == "additionalProperties":  # name the misspelt key itself
+            path += sorted(set(err.instance) - set(err.schema.get("properties", {})))[:1]
+        key = ".".join(path) or "<top level>"
         raise ValueError(f"config key '{key}': {err.message}")
     cfg = from_dict(RunConfig, values)
     _check_consistency(cfg)

@@ -41,9 +41,16 @@ def intervals_from_boundaries(fractions: Sequence[float], timesteps: int) -> lis
     return [Interval(lo, hi) for lo, hi in zip(edges, edges[1:])]
 
 
-def expert_budget(interval: Interval, timesteps: int, baseline_iterations: int) -> int:
-    """MDM Sec. 3: I_e = |tau_e| / T x I_baseline (rounded, at least one step)."""
-    return max(1, round(interval.size / timesteps * baseline_iterations))
+def expert_budgets(intervals: Sequence[Interval], timesteps: int, baseline_iterations: int) -> list[int]:
+    """I_e for every expert, rounded by largest remainder so they sum to I_baseline exactly."""
+    exact = [i.size / timesteps * baseline_iterations for i in intervals]
+    budgets = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda k: exact[k] - budgets[k], reverse=True)
+    for k in by_remainder[: baseline_iterations - sum(budgets)]:
+        budgets[k] += 1
+    if min(budgets) < 1:
+        raise ValueError(f"an expert gets no iterations: budgets {budgets} of {baseline_iterations}")
+    return budgets
 
 
 class ExpertMixture(nn.Module):

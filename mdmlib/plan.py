@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .config import RunConfig
-from .experts import Interval, expert_budget, intervals_from_boundaries
+from .experts import Interval, expert_budgets, intervals_from_boundaries
 from .training import TrainJob, snapshot_steps
 
 
@@ -24,8 +24,8 @@ def expert_names(cfg: RunConfig) -> list[str]:
 def train_jobs(cfg: RunConfig) -> dict[str, TrainJob]:
     T, total, points = cfg.diffusion.timesteps, cfg.training.baseline_iterations, cfg.training.eval_points
     jobs = {"baseline": TrainJob("baseline", Interval(0, T), total, snapshot_steps(total, points))}
-    for name, interval in zip(expert_names(cfg), expert_intervals(cfg)):
-        budget = expert_budget(interval, T, total)
+    intervals = expert_intervals(cfg)
+    for name, interval, budget in zip(expert_names(cfg), intervals, expert_budgets(intervals, T, total)):
         jobs[name] = TrainJob(name, interval, budget, snapshot_steps(budget, points))
     return jobs
 

@@ -31,6 +31,8 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     """``steps`` evenly spaced indices from T-1 down to 0."""
     if not 1 <= steps <= timesteps:
         raise ValueError(f"DDIM steps must be in [1, {timesteps}], got {steps}")
+    if steps == 1:  # linspace would give [0]: one step must still start from pure noise
+        return [timesteps - 1]
     return sorted({int(round(v)) for v in np.linspace(0, timesteps - 1, steps)}, reverse=True)
 
 

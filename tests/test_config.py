@@ -96,13 +96,9 @@ def test_bad_values_are_caught_in_the_merged_smoke_config_too(key):
 def test_a_misspelt_key_is_rejected_and_named():
     with pytest.raises(ValueError) as err:
         load_config(set_key(base_values(), "model.dropoutt", 0.1))
-    message = str(err.value)
-    assert "'model'" in message and "dropoutt" in message
+    assert "config key 'model.dropoutt'" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="unknown keys are reported as \"config key 'model': Additional properties "
-                   "are not allowed ('dropoutt' was unexpected)\": the section and the key are both named, but not "
-                   "as the dotted key 'model.dropoutt' that other errors use")
 def test_a_misspelt_key_is_named_by_its_dotted_path():
     with pytest.raises(ValueError, match=r"model\.dropoutt"):
         load_config(set_key(base_values(), "model.dropoutt", 0.1))

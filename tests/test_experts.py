@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mdmlib.config import ModelConfig
-from mdmlib.experts import ExpertMixture, Interval, expert_budget, intervals_from_boundaries
+from mdmlib.experts import ExpertMixture, Interval, expert_budgets, intervals_from_boundaries
 from mdmlib.unet import UNet
 
 T = 1000
@@ -135,18 +135,20 @@ def test_one_interval_mixture_returns_exactly_the_single_models_output():
     assert torch.equal(mixture(x, t), wrapped(x, t))
 
 
-@pytest.mark.parametrize("interval,budget", [
-    (Interval(0, 100), 300), (Interval(100, 800), 2100), (Interval(800, 1000), 600),
-])
-def test_expert_budget_is_interval_share_of_the_baseline_iterations(interval, budget):
-    assert expert_budget(interval, T, 3000) == budget
+def test_expert_budgets_are_interval_shares_of_the_baseline_iterations():
+    intervals = intervals_from_boundaries([0.1, 0.8], T)
+    assert expert_budgets(intervals, T, 3000) == [300, 2100, 600]
 
 
-@pytest.mark.parametrize("boundaries,iterations", [([0.1, 0.8], 3000), ([0.5], 40), ([0.25, 0.5, 0.75], 1000)])
+@pytest.mark.parametrize("boundaries,iterations", [([0.1, 0.8], 3000), ([0.5], 41), ([0.333, 0.667], 40),
+                                                   ([0.25, 0.5, 0.75], 1000)])
 def test_expert_budgets_sum_to_the_baseline_iterations(boundaries, iterations):
-    intervals = intervals_from_boundaries(boundaries, T)
-    assert sum(expert_budget(i, T, iterations) for i in intervals) == iterations
+    budgets = expert_budgets(intervals_from_boundaries(boundaries, T), T, iterations)
+    assert sum(budgets) == iterations
+    edges = [0] + [round(x * T) for x in boundaries] + [T]
+    assert all(abs(got - (b - a) / T * iterations) < 1 for got, a, b in zip(budgets, edges, edges[1:]))
 
 
-def test_expert_budget_is_at_least_one_step():
-    assert expert_budget(Interval(0, 1), T, 10) == 1
+def test_an_expert_without_iterations_is_refused():
+    with pytest.raises(ValueError, match="no iterations"):
+        expert_budgets([Interval(0, 1), Interval(1, 1000)], T, 10)

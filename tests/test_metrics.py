@@ -177,7 +177,7 @@ def _digits():
     return images[order], d.target[order]
 
 
-FAST = FeatureNetConfig(epochs=6, batch_size=32, learning_rate=1e-3, seed=0)
+FAST = FeatureNetConfig(epochs=10, batch_size=64, learning_rate=2e-3, seed=0)  # ~160 steps, val acc 0.97-0.98 over seeds
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_training_is_deterministic_and_logs_every_epoch():
 def test_rotation_task_on_unlabeled_images_beats_chance():
     images, _ = _digits()
     unlabeled = -np.ones(len(images), dtype=np.int64)
-    cfg = FeatureNetConfig(epochs=6, batch_size=32, seed=0)
+    cfg = FeatureNetConfig(epochs=6, batch_size=64, learning_rate=2e-3, seed=0)  # val acc 0.5-0.7 over seeds
     net, info = train_feature_net(cfg, images[:1000], unlabeled[:1000], images[1000:], unlabeled[1000:], log=lambda line: None)
     assert info["task"] == "rotation" and info["num_classes"] == 4
     assert info["val_accuracy"] > 0.4, info  # chance is 0.25

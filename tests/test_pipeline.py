@@ -110,7 +110,7 @@ def test_lint_is_clean(tmp_path):
 
 @pytest.mark.parametrize("override, key", [
     ("training: {batch_size: 0}", "training.batch_size"),
-    ("model: {dropoutt: 0.1}", "model"),
+    ("model: {dropoutt: 0.1}", "model.dropoutt"),
     ("experts: {boundaries: [0.9, 0.2]}", "experts.boundaries"),
 ])
 def test_a_bad_config_value_fails_at_load_naming_the_key(tmp_path, override, key):

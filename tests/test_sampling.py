@@ -57,8 +57,6 @@ def test_ddim_timesteps_has_steps_unique_entries_from_T_minus_one_to_zero(T, ste
     assert seq == sorted(seq, reverse=True)
 
 
-@pytest.mark.xfail(strict=True, reason="ddim_timesteps(T, 1) returns [0]: np.linspace(0, T-1, 1) == [0], so a "
-                   "one-step DDIM run treats the pure noise x_T as the nearly clean x at t = 1 instead of starting at T")
 def test_one_step_ddim_starts_from_the_noisiest_timestep():
     assert ddim_timesteps(1000, 1) == [999]
 

@@ -73,10 +73,14 @@ class FeatureNet(nn.Module):
             layers.append(_conv_block(channels, min(2 * channels, 4 * width), 2))
             channels, size = min(2 * channels, 4 * width), (size + 1) // 2
         if cfg.spatial_channels > channels:
-            raise ValueError(f"feature_net.spatial_channels={cfg.spatial_channels} exceeds the {channels} channels of the spatial map")
+            raise ValueError(
+                f"feature_net.spatial_channels={cfg.spatial_channels} exceeds the {channels} channels of the spatial map"
+            )
         self.to_spatial = nn.Sequential(*layers)
         out_channels = min(2 * channels, 4 * width)
-        self.after_spatial = nn.Sequential(_conv_block(channels, out_channels, 2), _conv_block(out_channels, out_channels, 1))
+        self.after_spatial = nn.Sequential(
+            _conv_block(channels, out_channels, 2), _conv_block(out_channels, out_channels, 1)
+        )
         self.to_pool = nn.Linear(out_channels, cfg.feature_dim)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(cfg.feature_dim, num_classes))
         self.spatial_size = size
@@ -128,7 +132,7 @@ def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torc
     return padded[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # n x h x w x c -> n x c x h x w
 
 
-def _task_batch(images, labels, task: str, gen: torch.Generator | None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _task_batch(images, labels, task: str, gen: torch.Generator | None, start: int = 0):
     """Model input and targets of one batch. gen=None gives the fixed evaluation version:
     no shift and, for rotation, image i of the set (i = start + position) turned i % 4 times."""
     x = _to_model_range(images)
@@ -142,7 +146,7 @@ def _task_batch(images, labels, task: str, gen: torch.Generator | None, start: i
 
 
 @torch.inference_mode()
-def _accuracy(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, task: str, device: str, batch_size: int = 500) -> float:
+def _accuracy(net: FeatureNet, images, labels, task: str, device: str, batch_size: int = 500) -> float:
     if len(images) == 0:
         return float("nan")
     correct = 0
@@ -189,9 +193,14 @@ def train_feature_net(
     """Train the feature network (deterministic for cfg.seed on the CPU); returns it in eval mode and an info dict."""
     start = time.time()
     x_train, x_val = _images_tensor(train_images, "train_images"), _images_tensor(val_images, "val_images")
-    y_train, y_val = torch.as_tensor(np.asarray(train_labels), dtype=torch.long), torch.as_tensor(np.asarray(val_labels), dtype=torch.long)
+    y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
+    y_val = torch.as_tensor(np.asarray(val_labels), dtype=torch.long)
     task, num_classes = choose_task(train_labels)
-    _, channels, resolution, _ = x_train.shape
+    _, channels, resolution, width = x_train.shape
+    if width != resolution or x_val.shape[1:] != x_train.shape[1:]:
+        raise ValueError(
+            f"train_feature_net: need square images of one shape, got {tuple(x_train.shape)} and {tuple(x_val.shape)}"
+        )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)
         net = FeatureNet(cfg, channels, resolution, num_classes).to(device)
@@ -201,7 +210,10 @@ def train_feature_net(
     for epoch in range(cfg.epochs):
         loss, train_acc = _train_epoch(net, opt, x_train, y_train, task, cfg.batch_size, gen, device)
         val_acc = _accuracy(net.eval(), x_val, y_val, task, device)
-        log(f"feature net epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, train acc {train_acc:.3f} (augmented), val acc {val_acc:.3f}")
+        log(
+            f"feature net epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
+            f"train acc {train_acc:.3f} (running, augmented), val acc {val_acc:.3f}"
+        )
     net.eval()
     info = {
         "task": task,
@@ -241,7 +253,8 @@ def _build_from_config(config: dict) -> FeatureNet:
 
 def save_feature_net(path: str | Path, net: FeatureNet, info: dict, cfg: FeatureNetConfig) -> None:
     """One self-describing file (format, config, state_dict, info), written to a temporary name and renamed."""
-    config = {**to_plain(cfg), "in_channels": net.in_channels, "resolution": net.resolution, "num_classes": net.num_classes}
+    arch = {"in_channels": net.in_channels, "resolution": net.resolution, "num_classes": net.num_classes}
+    config = {**to_plain(cfg), **arch}
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     _build_from_config(config).load_state_dict(state)  # refuse now a file that could not be loaded later
     payload = {"format": FORMAT, "config": config, "state_dict": state, "info": dict(info)}
@@ -277,7 +290,9 @@ def load_feature_net(path: str | Path) -> tuple[FeatureNet, dict]:
 # ----------------------------------------------------------------------------- extraction
 
 
-def extract_features(net: FeatureNet, images_uint8: np.ndarray, batch_size: int = 500, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def extract_features(
+    net: FeatureNet, images_uint8: np.ndarray, batch_size: int = 500, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """(pool, spatial) features of uint8 N x C x H x W images as float64 arrays.
 
     The network has no batch-dependent or dropout layers, so its mode does not matter.

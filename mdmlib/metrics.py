@@ -20,7 +20,9 @@ from scipy import linalg
 
 from .features import extract_features
 
-REFERENCE_KEYS = ("pool_features", "pool_mu", "pool_sigma", "spatial_mu", "spatial_sigma", "num_reference", "feature_network")
+REFERENCE_KEYS = (
+    "pool_features", "pool_mu", "pool_sigma", "spatial_mu", "spatial_sigma", "num_reference", "feature_network"
+)
 
 
 # ----------------------------------------------------------------------------- Frechet distance
@@ -45,7 +47,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise ValueError(f"frechet_distance: shapes differ: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"frechet_distance: shapes differ: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     with warnings.catch_warnings():
         # SciPy warns "Matrix is singular" for the rank-deficient covariances of
@@ -58,7 +62,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
             covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"frechet_distance: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(sigma1 sigma2)")
+            largest = np.max(np.abs(covmean.imag))
+            raise ValueError(f"frechet_distance: imaginary component {largest} in sqrtm(sigma1 sigma2)")
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -68,13 +73,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 # squared radii) and computed in float64: the features are small (tens to a few
 # thousand dimensions), so the cost is minor, and |u|^2 - 2 u.v + |v|^2 in float32
 # cancels to errors of ~1e-7 |u|^2, which can flip a d^2 <= r^2 decision for points
-# on a ball's boundary and make blocked and unblocked results disagree.
+# on a ball's boundary and make blocked and unblocked results disagree. (The ADM
+# evaluator itself uses float16 distances when they are finite, float32 otherwise; the
+# difference to float64 only moves points that sit within rounding of a boundary.)
+# The self-distance is computed by the same formula, so it is 0 up to ~1e-16 |x|^2
+# before the clamp, and still sorts first.
 
 
 def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances (len(a) x len(b)), clamped at 0 against rounding."""
-    d2 = (a * a).sum(1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(1)[None, :]
-    return d2.clamp_min_(0.0)
+    """Pairwise squared Euclidean distances (len(a) x len(b)), clamped at 0 against rounding.
+
+    In place after the matrix product, so a 10000 x 10000 block costs its 800 MB once.
+    """
+    d2 = (a @ b.T).mul_(-2.0)
+    return d2.add_((a * a).sum(1)[:, None]).add_((b * b).sum(1)[None, :]).clamp_min_(0.0)
 
 
 def _as_float64(features: np.ndarray) -> torch.Tensor:
@@ -92,9 +104,9 @@ def knn_radii(features: np.ndarray, k: int = 3, block_size: int = 10000) -> np.n
     sorted row and the radius is entry k. So k=3 is the 3rd nearest *other* point, and
     an exact duplicate counts as a neighbour at distance 0. Needs k < N.
 
-    Rows and columns both go in blocks of ``block_size``: a running list of the k+1
-    smallest distances per row is merged with each column block, so memory is
-    block_size x (block_size + k + 1), never N x N.
+    Rows and columns both go in blocks of ``block_size``: each row keeps a running list of
+    its k+1 smallest distances, merged with each column block's k+1 smallest, so memory
+    is one block_size x block_size block, never N x N.
     """
     x = _as_float64(features)
     n = len(x)
@@ -105,14 +117,17 @@ def knn_radii(features: np.ndarray, k: int = 3, block_size: int = 10000) -> np.n
         rows = x[r0 : r0 + block_size]
         smallest = torch.full((len(rows), 0), float("inf"), dtype=torch.float64)
         for c0 in range(0, n, block_size):
-            block = torch.cat([smallest, _squared_distances(rows, x[c0 : c0 + block_size])], dim=1)
-            keep = min(k + 1, block.shape[1])
-            smallest = torch.topk(block, keep, dim=1, largest=False, sorted=False).values
+            block = _squared_distances(rows, x[c0 : c0 + block_size])
+            block_smallest = torch.topk(block, min(k + 1, block.shape[1]), dim=1, largest=False, sorted=False).values
+            merged = torch.cat([smallest, block_smallest], dim=1)
+            smallest = torch.topk(merged, min(k + 1, merged.shape[1]), dim=1, largest=False, sorted=False).values
         radii[r0 : r0 + len(rows)] = smallest.max(dim=1).values  # the (k+1)-th smallest = entry k
     return radii.numpy()
 
 
-def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3, block_size: int = 10000) -> tuple[float, float]:
+def precision_recall(
+    real_features: np.ndarray, fake_features: np.ndarray, k: int = 3, block_size: int = 10000
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) with the ADM evaluator's rules.
 
     precision = fraction of fake samples inside at least one real ball (d^2 <= r^2),
@@ -173,7 +188,9 @@ def _atomic_savez(out_path: str | Path, arrays: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def compute_reference(net, images_uint8: np.ndarray, out_path: str | Path, feature_network: str, batch_size: int = 500, device: str = "cpu") -> None:
+def compute_reference(
+    net, images_uint8: np.ndarray, out_path: str | Path, feature_network: str, batch_size: int = 500, device: str = "cpu"
+) -> None:
     """Reference step: features and statistics of the dataset images, cached to ``out_path`` (.npz)."""
     pool, spatial = extract_features(net, images_uint8, batch_size=batch_size, device=device)
     pool_mu, pool_sigma = feature_statistics(pool)
@@ -232,7 +249,8 @@ def evaluate_samples(
     """Calculation step: FID, sFID, precision and recall of samples against a reference, one feature pass."""
     if feature_network != reference["feature_network"]:
         raise ValueError(
-            f"evaluate_samples: reference was computed with {reference['feature_network']!r}, samples with {feature_network!r}"
+            f"evaluate_samples: reference was computed with {reference['feature_network']!r}, "
+            f"samples with {feature_network!r}"
         )
     pool, spatial = extract_features(net, sample_images_uint8, batch_size=batch_size, device=device)
     if pool.shape[1] != reference["pool_mu"].shape[0] or spatial.shape[1] != reference["spatial_mu"].shape[0]:

@@ -36,7 +36,8 @@ def fid_vs_cost_figure(series: dict[str, pd.DataFrame], baseline_seconds: float,
             ax.plot(x[-1], fid[-1], "x", color=color, markersize=9)
             ax.axhline(fid[best], color=color, linestyle=":", linewidth=1)
         ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
+        ax.set_yscale("log")  # early points are often an order of magnitude above the best
+        ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("FID")
     axes[0].legend(title="o best, x end of run")
     if title:

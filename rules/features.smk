@@ -10,7 +10,7 @@ rule train_feature_net:
         info=f"{OUT}/features/feature_net.json",
     params:
         feature_net=CFG.metrics.feature_net,
-    threads: 2
+    threads: 1
     log:
         f"{OUT}/logs/train_feature_net.log",
     benchmark:

@@ -4,6 +4,8 @@
 
 
 rule train_model:
+    wildcard_constraints:
+        model=r"expert_\d+",
     input:
         train=rules.prepare_data.output.train,
     output:
@@ -26,3 +28,10 @@ rule train_model:
         ENV
     script:
         "../workflow_scripts/train_model.py"
+
+
+# The baseline is the longest job: start it first so it overlaps the experts.
+use rule train_model as train_baseline with:
+    wildcard_constraints:
+        model="baseline",
+    priority: 10

@@ -120,3 +120,44 @@ def test_a_bad_config_value_fails_at_load_naming_the_key(tmp_path, override, key
     assert proc.returncode != 0
     assert f"config key '{key}'" in proc.stdout + proc.stderr
     assert not (workdir / "results").exists()  # nothing ran
+
+
+def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
+    """kill -9 mid-run, start Snakemake again: the job resumes from its state folder."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    overrides = ("training: {baseline_iterations: 300, checkpoint_every: 20, log_every: 10, eval_points: 2}\n"
+                 "experiment: killed\n")
+    target = "results/digits/killed/models/baseline/timing.csv"
+    runs = {}
+    for name in ("killed", "whole"):
+        (tmp_path / name).mkdir()
+        workdir = copy_workflow(tmp_path / name)
+        (workdir / "kill.yaml").write_text(overrides)
+        cmd = [sys.executable, "-m", "snakemake", target, "--cores", "1", "--configfile", "configs/smoke.yaml",
+               "kill.yaml"]
+        if name == "killed":
+            proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            latest = workdir / "results/digits/killed/state/baseline/latest.pt"
+            deadline = time.time() + 300
+            while not latest.exists() and time.time() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            time.sleep(1.0)  # let it run past the first checkpoint
+            assert proc.poll() is None, "the job finished before it could be killed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=600)
+        runs[name] = workdir
+    log = (runs["killed"] / "results/digits/killed/logs/train_model/baseline.log").read_text()
+    assert "resumed at step" in log
+    weights = [torch.load(w / "results/digits/killed/models/baseline/point_2.pt", weights_only=True)
+               for w in (runs["killed"], runs["whole"])]
+    assert weights[0]["step"] == weights[1]["step"] == 300
+    assert weights[0]["restarts"] == 1 and weights[1]["restarts"] == 0
+    for key in ("model", "ema"):
+        assert all(torch.equal(weights[0][key][k], weights[1][key][k]) for k in weights[0][key])

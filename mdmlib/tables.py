@@ -25,7 +25,8 @@ def quality_table(series: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append({"method": RUN_LABELS.get(run, run), "FID": best["fid"], "sFID": best["sfid"],
                      "precision": best["precision"], "recall": best["recall"],
                      "point": int(best["point"]), "steps": best["steps"],
-                     "num_samples": int(best["num_samples"]), "num_reference": int(best["num_reference"])})
+                     "num_samples": int(best["num_samples"]), "num_reference": int(best["num_reference"]),
+                     "features": best["feature_network"]})
     return pd.DataFrame(rows)
 
 

@@ -14,13 +14,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BASELINE_SECONDS = 400.0  # the baseline's full measured run = 100%
 
 
+FEATURES = "classifier CNN (test)"
+
+
 def series_frame(run, fid, wct, tc, index=None):
     n = len(fid)
     return pd.DataFrame({
         "run": run, "point": list(range(1, n + 1)), "fid": fid,
         "sfid": [f + 100 for f in fid], "precision": [0.1 * (k + 1) for k in range(n)],
         "recall": [0.05 * (k + 1) for k in range(n)], "num_samples": 500, "num_reference": 500,
-        "feature_network": "classifier", "steps": [100 * (k + 1) for k in range(n)],
+        "feature_network": FEATURES, "steps": [100 * (k + 1) for k in range(n)],
         "wct_seconds": wct, "tc_seconds": tc,
     }, index=index)
 
@@ -48,10 +51,10 @@ def test_quality_table_picks_each_runs_best_fid_row():
     baseline, mdm = table.to_dict("records")
     assert baseline == {"method": "ADM", "FID": 15.0, "sFID": 115.0, "precision": pytest.approx(0.3),
                         "recall": pytest.approx(0.15), "point": 3, "steps": 300, "num_samples": 500,
-                        "num_reference": 500}
+                        "num_reference": 500, "features": FEATURES}
     assert mdm == {"method": "ADM+MDM", "FID": 12.0, "sFID": 112.0, "precision": pytest.approx(0.4),
                    "recall": pytest.approx(0.2), "point": 4, "steps": 400, "num_samples": 500,
-                   "num_reference": 500}
+                   "num_reference": 500, "features": FEATURES}
 
 
 def test_efficiency_table_hand_computed():

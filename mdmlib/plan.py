@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .config import RunConfig
+from .gpu_slots import pin_to_free_gpu
 from .experts import Interval, expert_budgets, intervals_from_boundaries
 from .training import TrainJob, snapshot_steps
 
@@ -35,8 +36,19 @@ def run_models(cfg: RunConfig) -> dict[str, list[str]]:
     return {"baseline": ["baseline"], "mdm": expert_names(cfg)}
 
 
-def job_device(threads: int) -> torch.device:
-    """CUDA when present, else the CPU limited to the rule's threads (no oversubscription)."""
+_PINNED = []  # the slot lives as long as the process
+
+
+def job_device(threads: int, gpu: bool = False) -> torch.device:
+    """CUDA when present, else the CPU limited to the rule's threads (no oversubscription).
+
+    ``gpu=True`` (rules with ``resources: gpu=1``) first takes a free GPU slot, so jobs run
+    side by side with ``--resources gpu=N`` each get their own device.
+    """
+    if gpu and not _PINNED:
+        slot = pin_to_free_gpu()
+        if slot is not None:
+            _PINNED.append(slot)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

@@ -8,5 +8,5 @@ from mdmlib.evaluation import sample_point
 from mdmlib.plan import job_device
 
 cfg = load_config(snakemake.config)
-device = job_device(snakemake.threads)
+device = job_device(snakemake.threads, gpu=True)
 sample_point(list(snakemake.input), cfg.sampling, snakemake.output[0], device, log=print)

@@ -10,7 +10,7 @@ from mdmlib.training import run_training, write_training_outputs
 
 cfg = load_config(snakemake.config)
 job = train_jobs(cfg)[snakemake.wildcards.model]
-device = job_device(snakemake.threads)
+device = job_device(snakemake.threads, gpu=True)
 print(f"{job} on {device} with {snakemake.threads} thread(s)")
 images, _ = load_split(snakemake.input.train)
 run_training(cfg, job, images, snakemake.params.state_dir, device, log=print)

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint dryrun report clean
+.PHONY: setup run test lint dryrun report clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,3 +34,6 @@ dryrun: setup
 
 clean:
 	rm -rf results .snakemake report.html
+
+bench: setup
+	$(PY) benchmarks/run_benchmarks.py

@@ -1,0 +1,93 @@
+"""Side-by-side timings: each figure is a ratio of two variants measured in alternation.
+
+Absolute times drift on shared machines; alternating the variants and reporting the
+median ratio with its spread keeps the comparison honest.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import to_model_range
+from .diffusion import NoiseSchedule, epsilon_loss_per_sample
+from .experts import ExpertMixture, Interval, intervals_from_boundaries
+from .sampling import ddim_sample
+from .training import TrainJob, run_training, snapshot_steps
+from .unet import UNet
+
+
+def paired_ratio(numerator: Callable[[], float], denominator: Callable[[], float], repeats: int) -> dict:
+    """Run both variants ``repeats`` times in alternation; ratio = numerator / denominator times."""
+    ratios, num_times, den_times = [], [], []
+    for _ in range(repeats):
+        n, d = numerator(), denominator()
+        num_times.append(n)
+        den_times.append(d)
+        ratios.append(n / d)
+    return {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "numerator_median_s": statistics.median(num_times), "denominator_median_s": statistics.median(den_times),
+            "repeats": repeats}
+
+
+def bare_training_seconds(cfg: RunConfig, images: np.ndarray, steps: int) -> float:
+    """Forward, backward and Adam step only, on batches drawn the same way as the trainer's."""
+    torch.manual_seed(cfg.training.seed)
+    model = UNet(cfg.model, images.shape[1], cfg.data.resolution)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
+    schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    data, gen, b = to_model_range(images), torch.Generator().manual_seed(0), cfg.training.batch_size
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(len(data), (b,), generator=gen)
+        t = torch.randint(0, cfg.diffusion.timesteps, (b,), generator=gen)
+        noise = torch.randn((b, *data.shape[1:]), generator=gen)
+        loss = epsilon_loss_per_sample(model, schedule, data[idx], t, noise).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def trainer_seconds(cfg: RunConfig, images: np.ndarray, steps: int) -> float:
+    """The project's loop (EMA, per-bin loss logging, timing, checkpoints, snapshots) from scratch."""
+    job = TrainJob("benchmark", Interval(0, cfg.diffusion.timesteps), steps,
+                   snapshot_steps(steps, cfg.training.eval_points))
+    with tempfile.TemporaryDirectory() as state_dir:
+        start = time.perf_counter()
+        run_training(cfg, job, images, Path(state_dir), torch.device("cpu"), log=lambda s: None)
+        return time.perf_counter() - start
+
+
+def trainer_overhead(cfg: RunConfig, images: np.ndarray, steps: int, repeats: int) -> dict:
+    """Steps/s of the trainer over steps/s of the bare loop (target >= 0.95)."""
+    timed = paired_ratio(lambda: bare_training_seconds(cfg, images, steps),
+                         lambda: trainer_seconds(cfg, images, steps), repeats)
+    return {"figure": "trainer throughput / bare loop throughput", "target": ">= 0.95", "steps": steps, **timed}
+
+
+def routing_overhead(cfg: RunConfig, channels: int, batch: int, steps: int, repeats: int) -> dict:
+    """DDIM time of the expert mixture over one model of the same architecture (target <= 1.03)."""
+    torch.manual_seed(0)
+    single = UNet(cfg.model, channels, cfg.data.resolution).eval()
+    intervals = intervals_from_boundaries(cfg.experts.boundaries, cfg.diffusion.timesteps)
+    mixture = ExpertMixture([copy.deepcopy(single) for _ in intervals], intervals).eval()
+    schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    noise = torch.randn(batch, channels, cfg.data.resolution, cfg.data.resolution)
+
+    def seconds(model) -> float:
+        start = time.perf_counter()
+        ddim_sample(model, schedule, noise, steps)
+        return time.perf_counter() - start
+
+    timed = paired_ratio(lambda: seconds(mixture), lambda: seconds(single), repeats)
+    return {"figure": "DDIM time, 3-expert mixture / single model", "target": "<= 1.03",
+            "experts": len(intervals), "batch": batch, "ddim_steps": steps, **timed}

@@ -25,13 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import FeatureNetConfig, from_dict, to_plain
+from .data import to_model_range
 
 FORMAT = "mdmlib.feature_net/v1"
 MAX_SPATIAL_SIZE = 8  # the sFID map is the first stage at most 8 x 8: 448-d for 7 channels
-
-
-def _to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
-    return images_uint8.float() / 127.5 - 1.0
 
 
 def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -135,7 +132,7 @@ def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torc
 def _task_batch(images, labels, task: str, gen: torch.Generator | None, start: int = 0):
     """Model input and targets of one batch. gen=None gives the fixed evaluation version:
     no shift and, for rotation, image i of the set (i = start + position) turned i % 4 times."""
-    x = _to_model_range(images)
+    x = to_model_range(images)
     max_shift = x.shape[-1] // 16  # none at 8x8 (one pixel is 1/8 of a digit; it cost accuracy), 1 at 16-31, 2 at 32
     if gen is not None and max_shift > 0:
         x = _random_shift(x, max_shift, gen)
@@ -307,7 +304,7 @@ def extract_features(
     pools, spatials = [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            pool, spatial = net.features(_to_model_range(images[i : i + batch_size].to(device)))
+            pool, spatial = net.features(to_model_range(images[i : i + batch_size].to(device)))
             pools.append(pool.double().cpu().numpy())
             spatials.append(spatial.double().cpu().numpy())
     return np.concatenate(pools), np.concatenate(spatials)

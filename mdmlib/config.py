@@ -58,11 +58,60 @@ class TrainConfig:
     seed: int = 0
 
 
+INTERVAL_METHODS = ("paper", "attention", "gradient", "optimal_denoiser", "snr", "uniform")
+
+
 @dataclass(frozen=True)
 class ExpertsConfig:
-    # Interior boundaries as fractions of T, ascending. [0.1, 0.8] gives the paper's ADM
-    # intervals tau_C = (0, 0.1T], tau_B = (0.1T, 0.8T], tau_A = (0.8T, T].
+    intervals: str = "paper"  # how the experts' intervals are chosen: one of INTERVAL_METHODS
+    n: int = 3  # number of experts (intervals)
+    # The 'paper' method's interior boundaries as fractions of T, ascending. [0.1, 0.8] gives
+    # the MDM paper's ADM intervals tau_C = (0, 0.1T], tau_B = (0.1T, 0.8T], tau_A = (0.8T, T].
     boundaries: tuple[float, ...] = (0.1, 0.8)
+
+
+@dataclass(frozen=True)
+class AttentionSelectionConfig:  # MDM Sec. 4.2, Eq. 3
+    checkpoint_fraction: float = 0.1  # analyse a baseline trained for this share of its budget (paper: 10%)
+    images: int = 100  # DDIM trajectories averaged (1000 in the paper)
+    steps: int = 50  # DDIM steps
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class GradientSelectionConfig:  # DiffPruning Sec. 3.3, supplementary Eq. 1-3
+    checkpoint_fraction: float = 1.0  # the trained baseline
+    grid: int = 20  # timesteps whose loss gradients are compared
+    batch_size: int = 64  # the fixed batch of training images (same images and noise for every t)
+
+
+@dataclass(frozen=True)
+class OptimalDenoiserSelectionConfig:  # multi-stage supplementary Eq. 20-21, Algorithm 2
+    grid: int = 50  # timesteps of the search grid
+    probes: int = 64  # probe images whose denoiser outputs are compared
+    table_n: tuple[int, ...] = (2, 3, 4, 5)  # interval counts reported in its table
+
+
+@dataclass(frozen=True)
+class SnrSelectionConfig:  # TDC Eq. 2-5
+    min_flops_ratio: float = 0.5  # k: the easiest timestep gets k*F FLOPs
+
+
+@dataclass(frozen=True)
+class IntervalStudyConfig:
+    # MDM trained with each method's intervals at equal total iterations (multi-stage Table 4 form).
+    methods: tuple[str, ...] = INTERVAL_METHODS
+    iterations: int = 1000  # total over the experts of one method, split by interval size
+
+
+@dataclass(frozen=True)
+class IntervalsConfig:
+    attention: AttentionSelectionConfig = field(default_factory=AttentionSelectionConfig)
+    gradient: GradientSelectionConfig = field(default_factory=GradientSelectionConfig)
+    optimal_denoiser: OptimalDenoiserSelectionConfig = field(default_factory=OptimalDenoiserSelectionConfig)
+    snr: SnrSelectionConfig = field(default_factory=SnrSelectionConfig)
+    study: IntervalStudyConfig = field(default_factory=IntervalStudyConfig)
+    seed: int = 0  # noise and image draws of the analyses
 
 
 @dataclass(frozen=True)
@@ -103,6 +152,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    intervals: IntervalsConfig = field(default_factory=IntervalsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -172,6 +222,18 @@ def _check_consistency(cfg: RunConfig) -> None:
     edges = [0] + [round(x * T) for x in b] + [T]
     if any(hi <= lo for lo, hi in zip(edges, edges[1:])):
         raise ValueError(f"config key 'experts.boundaries': {list(b)} gives an empty interval at T={T}")
+    uses_paper = cfg.experts.intervals == "paper" or "paper" in cfg.intervals.study.methods
+    if uses_paper and len(b) + 1 != cfg.experts.n:
+        raise ValueError(f"config key 'experts.n': {cfg.experts.n} experts, but the 'paper' method's "
+                         f"experts.boundaries {list(b)} give {len(b) + 1}")
+    if cfg.experts.n > T:
+        raise ValueError(f"config key 'experts.n': more experts than timesteps ({T})")
+    if cfg.intervals.study.iterations < cfg.experts.n:
+        raise ValueError(f"config key 'intervals.study.iterations': each of the {cfg.experts.n} experts "
+                         "needs at least one iteration")
+    study = cfg.intervals.study.methods
+    if len(set(study)) != len(study):
+        raise ValueError(f"config key 'intervals.study.methods': repeated method in {list(study)}")
     if cfg.training.checkpoint_every % cfg.training.log_every:
         raise ValueError("config key 'training.checkpoint_every': must be a multiple of training.log_every "
                          "so a resumed run repeats no logged interval")

@@ -76,7 +76,8 @@ def grid_cells(timesteps: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def denoiser_distances(train: torch.Tensor, schedule: NoiseSchedule, grid_timesteps: np.ndarray, probes: int,
-                       seed: int, eta: float | None = None, chunk_size: int = 4096) -> np.ndarray:
+                       seed: int, eta: float | None = None, chunk_size: int = 4096,
+                       device: str | torch.device = "cpu") -> np.ndarray:
     """D[a, b]: distance between the optimal denoiser's outputs at grid timesteps t_a and t_b.
 
     As in Algorithm 2 (steps 4-6) each probe k draws a training image y_k ~ p_data and a noise
@@ -85,6 +86,7 @@ def denoiser_distances(train: torch.Tensor, schedule: NoiseSchedule, grid_timest
     The distance per probe is the mean squared difference per pixel (model range [-1, 1]); with
     ``eta`` it is instead the fraction of pixels differing by more than ``eta`` (the paper's
     threshold eta = 2/256 of the [0, 1] range is 4/256 in model range). D is the probe average.
+    Probes are drawn on the CPU, so ``device`` changes only where the arithmetic runs.
     """
     generator = torch.Generator().manual_seed(seed)
     flat = train.reshape(len(train), -1).double()
@@ -92,9 +94,9 @@ def denoiser_distances(train: torch.Tensor, schedule: NoiseSchedule, grid_timest
     noise = torch.randn((probes, flat.shape[1]), generator=generator, dtype=torch.float64)
     t_index = torch.as_tensor(np.asarray(grid_timesteps) - 1, dtype=torch.long)
     abar = schedule.alphas_cumprod.double()[t_index][:, None, None]
-    x_t = abar.sqrt() * flat[picks] + (1 - abar).sqrt() * noise  # (grid, probes, pixels)
+    x_t = (abar.sqrt() * flat[picks] + (1 - abar).sqrt() * noise).to(device)  # (grid, probes, pixels)
     x0 = optimal_denoiser(x_t.reshape(-1, flat.shape[1]), t_index.repeat_interleave(probes), flat, schedule,
-                          chunk_size).reshape(x_t.shape).transpose(0, 1)  # (probes, grid, pixels)
+                          chunk_size).reshape(x_t.shape).transpose(0, 1).cpu()  # (probes, grid, pixels)
     if eta is None:
         per_probe = torch.cdist(x0, x0, compute_mode="donot_use_mm_for_euclid_dist").pow(2) / flat.shape[1]
         return per_probe.mean(dim=0).numpy()
@@ -144,14 +146,15 @@ def partition_grid(distance: np.ndarray, n: int, weights: np.ndarray | None = No
 
 def optimal_denoiser_intervals(train_images: np.ndarray, schedule: NoiseSchedule, ns: Sequence[int] = (2, 3, 4, 5),
                                grid: int = 50, probes: int = 64, seed: int = 0, figure_dir: str | Path | None = None,
-                               eta: float | None = None, chunk_size: int = 4096) -> dict[int, IntervalChoice]:
+                               eta: float | None = None, chunk_size: int = 4096,
+                               device: str | torch.device = "cpu") -> dict[int, IntervalChoice]:
     """Algorithm 2 for every n in ``ns`` from one distance matrix over a grid of timesteps.
 
     ``train_images``: uint8 (N, C, H, W). The paper's t = 1..T is cut into ``grid`` equal cells
     (``grid_cells``); D is measured between the cells' middle timesteps (``denoiser_distances``:
-    ``probes`` probes drawn with ``seed``; ``eta`` as there). For each n the cells are split into n
-    contiguous blocks minimising Eq. 21 (``partition_grid``); the objective is reported over
-    t scaled to [0, 1], i.e. divided by T^2. Boundaries fall on cell edges: a block starting at
+    ``probes`` probes drawn with ``seed``; ``eta`` and ``device`` as there). For each n the cells
+    are split into n contiguous blocks minimising Eq. 21 (``partition_grid``); the objective is
+    reported over t scaled to [0, 1], i.e. divided by T^2. Boundaries fall on cell edges: a block starting at
     cell c puts the cut at edges[c], so timestep edges[c] ends the previous interval.
     """
     if probes < 1:
@@ -159,7 +162,7 @@ def optimal_denoiser_intervals(train_images: np.ndarray, schedule: NoiseSchedule
     timesteps = schedule.timesteps
     edges, grid_timesteps = grid_cells(timesteps, grid)
     train = to_model_range(np.asarray(train_images))
-    distance = denoiser_distances(train, schedule, grid_timesteps, probes, seed, eta, chunk_size)
+    distance = denoiser_distances(train, schedule, grid_timesteps, probes, seed, eta, chunk_size, device)
     widths = np.diff(edges).astype(np.float64)
     shared = {"criterion": "Eq. 21 / Algorithm 2 step 9: minimise the summed within-interval distance, "
                            "exact dynamic programming over grid cells",

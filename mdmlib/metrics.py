@@ -1,11 +1,11 @@
 """FID, sFID and improved precision/recall with the ADM evaluator's definitions.
 
 The formulas follow guided-diffusion's ``evaluations/evaluator.py`` (see
-``shared/notes/METRICS.md``); the features come from any network with a
-``features(x) -> (pool, spatial)`` method, by default the small CNN of
-``mdmlib.features``. As in EDM's ``fid.py`` there are two steps: a reference step
-that caches the dataset's features and statistics to ``.npz``
-(:func:`compute_reference`), and a calculation step (:func:`evaluate_samples`).
+``shared/notes/METRICS.md``); the features come from a :class:`FeatureExtractor` that
+``metrics.features`` picks (:func:`make_extractor`): the small CNN of ``mdmlib.features``
+(the offline default) or Inception-v3 (``mdmlib.inception``). As in EDM's ``fid.py``
+there are two steps: a reference step that caches the dataset's features and statistics
+to ``.npz`` (:func:`compute_reference`), and a calculation step (:func:`evaluate_samples`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy import linalg
 
-from .features import extract_features
+from .config import MetricsConfig
+from .features import FeatureNet, extract_features, feature_network_name, load_feature_net
 
 REFERENCE_KEYS = (
     "pool_features", "pool_mu", "pool_sigma", "spatial_mu", "spatial_sigma", "num_reference", "feature_network"
@@ -168,6 +170,52 @@ class MetricResult:
         return asdict(self)
 
 
+# ----------------------------------------------------------------------------- feature extractors
+
+
+class FeatureExtractor(Protocol):
+    """What the metric steps need from a feature network; they never ask which one it is."""
+
+    name: str  # stored with the reference: FIDs compare only at equal feature networks
+
+    def extract(self, images_uint8: np.ndarray, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+        """(pool, spatial) float64 features of uint8 N x C x H x W images."""
+
+    def frechet_distance(self, mu1, sigma1, mu2, sigma2) -> float: ...
+
+
+@dataclass
+class ClassifierFeatures:
+    """The offline feature network (``metrics.features: classifier``) as a FeatureExtractor."""
+
+    net: FeatureNet
+    name: str = "classifier CNN"
+
+    def extract(self, images_uint8, batch_size=500, device="cpu"):
+        return extract_features(self.net, images_uint8, batch_size=batch_size, device=device)
+
+    @staticmethod
+    def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+        return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+def make_extractor(cfg: MetricsConfig, feature_net_path: str | Path | None = None,
+                   dataset: str | None = None) -> FeatureExtractor:
+    """The extractor ``cfg.features`` names; the classifier is read from ``feature_net_path``."""
+    if cfg.features == "inception":
+        from .inception import InceptionFeatures  # torch-fidelity is imported only on this path
+
+        return InceptionFeatures(cfg.inception_weights)
+    if feature_net_path is None:
+        raise ValueError("metrics.features 'classifier' needs the trained feature network's file")
+    net, info = load_feature_net(feature_net_path)
+    return ClassifierFeatures(net, feature_network_name(info, dataset))
+
+
+def _as_extractor(net) -> FeatureExtractor:
+    return ClassifierFeatures(net) if isinstance(net, FeatureNet) else net  # a bare FeatureNet is the classifier
+
+
 # ----------------------------------------------------------------------------- reference and calculation steps
 
 
@@ -189,10 +237,16 @@ def _atomic_savez(out_path: str | Path, arrays: dict) -> None:
 
 
 def compute_reference(
-    net, images_uint8: np.ndarray, out_path: str | Path, feature_network: str, batch_size: int = 500, device: str = "cpu"
+    extractor: FeatureExtractor | FeatureNet, images_uint8: np.ndarray, out_path: str | Path,
+    feature_network: str | None = None, batch_size: int = 500, device: str = "cpu",
 ) -> None:
-    """Reference step: features and statistics of the dataset images, cached to ``out_path`` (.npz)."""
-    pool, spatial = extract_features(net, images_uint8, batch_size=batch_size, device=device)
+    """Reference step: features and statistics of the dataset images, cached to ``out_path`` (.npz).
+
+    ``feature_network`` (default: the extractor's name) is stored to label the statistics.
+    """
+    extractor = _as_extractor(extractor)
+    feature_network = extractor.name if feature_network is None else feature_network
+    pool, spatial = extractor.extract(images_uint8, batch_size=batch_size, device=device)
     pool_mu, pool_sigma = feature_statistics(pool)
     spatial_mu, spatial_sigma = feature_statistics(spatial)
     _atomic_savez(
@@ -237,30 +291,35 @@ def _reference_shapes_agree(ref: dict) -> bool:
 
 
 def evaluate_samples(
-    net,
+    extractor: FeatureExtractor | FeatureNet,
     reference: dict,
     sample_images_uint8: np.ndarray,
-    feature_network: str,
+    feature_network: str | None = None,
     k: int = 3,
     block_size: int = 10000,
     batch_size: int = 500,
     device: str = "cpu",
 ) -> MetricResult:
-    """Calculation step: FID, sFID, precision and recall of samples against a reference, one feature pass."""
+    """Calculation step: FID, sFID, precision and recall of samples against a reference, one feature pass.
+
+    ``feature_network`` (default: the extractor's name) must be the reference's.
+    """
+    extractor = _as_extractor(extractor)
+    feature_network = extractor.name if feature_network is None else feature_network
     if feature_network != reference["feature_network"]:
         raise ValueError(
             f"evaluate_samples: reference was computed with {reference['feature_network']!r}, "
             f"samples with {feature_network!r}"
         )
-    pool, spatial = extract_features(net, sample_images_uint8, batch_size=batch_size, device=device)
+    pool, spatial = extractor.extract(sample_images_uint8, batch_size=batch_size, device=device)
     if pool.shape[1] != reference["pool_mu"].shape[0] or spatial.shape[1] != reference["spatial_mu"].shape[0]:
         raise ValueError("evaluate_samples: sample features and reference statistics differ in size")
     pool_mu, pool_sigma = feature_statistics(pool)
     spatial_mu, spatial_sigma = feature_statistics(spatial)
     precision, recall = precision_recall(reference["pool_features"], pool, k=k, block_size=block_size)
     return MetricResult(
-        fid=frechet_distance(pool_mu, pool_sigma, reference["pool_mu"], reference["pool_sigma"]),
-        sfid=frechet_distance(spatial_mu, spatial_sigma, reference["spatial_mu"], reference["spatial_sigma"]),
+        fid=extractor.frechet_distance(pool_mu, pool_sigma, reference["pool_mu"], reference["pool_sigma"]),
+        sfid=extractor.frechet_distance(spatial_mu, spatial_sigma, reference["spatial_mu"], reference["spatial_sigma"]),
         precision=precision,
         recall=recall,
         num_samples=len(pool),

@@ -75,7 +75,8 @@ BAD = [
     ("sampling.grid_size", 23),  # 23^2 = 529 > 500 samples
     ("diffusion.schedule", "sigmoid"),
     ("data.channels", 2),
-    ("metrics.features", "inception"),
+    ("metrics.features", "vgg16"),
+    ("metrics.inception_weights", 3),  # a path or null
 ]
 
 

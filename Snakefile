@@ -14,6 +14,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/training.smk"
+include: "rules/intervals.smk"
 include: "rules/evaluation.smk"
 
 

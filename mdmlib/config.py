@@ -139,9 +139,19 @@ class FeatureNetConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     features: str = "classifier"  # classifier (trained here, offline) | inception
+    # torch-fidelity's weights-inception-2015-12-05-6726825d.pth for 'inception';
+    # None: torch-fidelity downloads it into the torch hub cache (needs the internet)
+    inception_weights: str | None = None
     pr_k: int = 3  # nearest neighbour of the precision/recall radius
     block_size: int = 10000  # rows/cols per distance block
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+
+    def __post_init__(self):
+        # At config load, so a missing weights file stops the run before any job starts.
+        if self.features == "inception" and self.inception_weights is not None:
+            from .inception import check_weights_file
+
+            check_weights_file(self.inception_weights)
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,15 @@ def _check_consistency(cfg: RunConfig) -> None:
     if cfg.intervals.study.iterations < cfg.experts.n:
         raise ValueError(f"config key 'intervals.study.iterations': each of the {cfg.experts.n} experts "
                          "needs at least one iteration")
+    used = {cfg.experts.intervals, *cfg.intervals.study.methods}
+    n, sel = cfg.experts.n, cfg.intervals
+    needs = {"attention": ("intervals.attention.steps", sel.attention.steps, 2 * n),  # 2 points per segment
+             "gradient": ("intervals.gradient.grid", sel.gradient.grid, n),
+             "optimal_denoiser": ("intervals.optimal_denoiser.grid", sel.optimal_denoiser.grid,
+                                  max(n, *sel.optimal_denoiser.table_n))}
+    for method, (key, value, least) in needs.items():
+        if method in used and value < least:
+            raise ValueError(f"config key '{key}': {value} is too few for {least} intervals")
     study = cfg.intervals.study.methods
     if len(set(study)) != len(study):
         raise ValueError(f"config key 'intervals.study.methods': repeated method in {list(study)}")

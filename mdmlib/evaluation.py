@@ -17,8 +17,7 @@ import torch
 from .checkpoint import load_checkpoint, mixture_from_checkpoints
 from .config import MetricsConfig, SamplingConfig
 from .diffusion import NoiseSchedule
-from .features import load_feature_net
-from .metrics import evaluate_samples, load_reference
+from .metrics import evaluate_samples, load_reference, make_extractor
 from .sampling import generate_images
 
 SAMPLE_KEYS = ("images", "checkpoint_names", "checkpoint_steps", "checkpoint_iterations", "checkpoint_seconds", "seeds")
@@ -58,18 +57,23 @@ def load_samples(path: str | Path) -> dict[str, np.ndarray]:
     return data
 
 
-def evaluate_series(run: str, sample_paths: Sequence[str | Path], feature_net_path: str | Path,
-                    reference_path: str | Path, cfg: MetricsConfig,
-                    log: Callable[[str], None] = print) -> pd.DataFrame:
-    """One row per evaluation point: metrics, checkpoint steps, WCT and TC in seconds."""
-    net, info = load_feature_net(feature_net_path)
+def evaluate_series(run: str, sample_paths: Sequence[str | Path], feature_net_path: str | Path | None,
+                    reference_path: str | Path, cfg: MetricsConfig, points: Sequence[int] | None = None,
+                    log: Callable[[str], None] = print, device: str | torch.device = "cpu") -> pd.DataFrame:
+    """One row per evaluation point: metrics, checkpoint steps, WCT and TC in seconds.
+
+    ``points`` numbers the sample files (1, 2, ... when not given)."""
+    extractor = make_extractor(cfg, feature_net_path)  # classifier CNN or Inception, by cfg.features
     reference = load_reference(reference_path)
     feature_network = str(reference["feature_network"])
     rows = []
-    for point, path in enumerate(sample_paths, start=1):
+    points = list(points) if points is not None else list(range(1, len(sample_paths) + 1))
+    if len(points) != len(sample_paths):
+        raise ValueError(f"{len(sample_paths)} sample files for {len(points)} points")
+    for point, path in zip(points, sample_paths):
         samples = load_samples(path)
-        result = evaluate_samples(net, reference, samples["images"], feature_network,
-                                  k=cfg.pr_k, block_size=cfg.block_size)
+        result = evaluate_samples(extractor, reference, samples["images"], feature_network,
+                                  k=cfg.pr_k, block_size=cfg.block_size, device=device)
         seconds = samples["checkpoint_seconds"]
         rows.append({
             "run": run, "point": point, **result.to_dict(),

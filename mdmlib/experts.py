@@ -42,14 +42,22 @@ def intervals_from_boundaries(fractions: Sequence[float], timesteps: int) -> lis
 
 
 def expert_budgets(intervals: Sequence[Interval], timesteps: int, baseline_iterations: int) -> list[int]:
-    """I_e for every expert, rounded by largest remainder so they sum to I_baseline exactly."""
+    """I_e for every expert, rounded by largest remainder so they sum to I_baseline exactly.
+
+    An interval too narrow for even one iteration still gets one (taken from the largest
+    budget): every chosen interval needs a trained expert.
+    """
+    if baseline_iterations < len(intervals):
+        raise ValueError(f"{baseline_iterations} iterations cannot give each of {len(intervals)} experts one")
     exact = [i.size / timesteps * baseline_iterations for i in intervals]
     budgets = [int(x) for x in exact]
     by_remainder = sorted(range(len(exact)), key=lambda k: exact[k] - budgets[k], reverse=True)
     for k in by_remainder[: baseline_iterations - sum(budgets)]:
         budgets[k] += 1
-    if min(budgets) < 1:
-        raise ValueError(f"an expert gets no iterations: budgets {budgets} of {baseline_iterations}")
+    for k in range(len(budgets)):
+        if budgets[k] == 0:
+            budgets[k] = 1
+            budgets[budgets.index(max(budgets))] -= 1
     return budgets
 
 

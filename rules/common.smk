@@ -1,19 +1,27 @@
 # Config validation, result paths and input functions shared by all rules.
-from mdmlib.config import load_config
-from mdmlib.plan import run_models, train_jobs
+from mdmlib.config import INTERVAL_METHODS, load_config
+from mdmlib.intervals import read_choice
+from mdmlib.plan import MODEL_PATTERN, baseline_model, expert_models, run_names, run_recipe
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
 OUT = f"results/{CFG.data.dataset}/{CFG.experiment}"
-JOBS = train_jobs(CFG)
-RUNS = run_models(CFG)
+T = CFG.diffusion.timesteps
+N = CFG.experts.n
+BASELINE = baseline_model(CFG)
+RUNS = run_names(CFG)
+MAIN_RUNS = ["baseline", "mdm"]
+STUDY_METHODS = list(CFG.intervals.study.methods)
+SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
 POINTS = list(range(1, CFG.training.eval_points + 1))
 ENV = "../envs/mdm.yaml"
 
 
 wildcard_constraints:
-    model="|".join(JOBS),
+    model=MODEL_PATTERN,
     run="|".join(RUNS),
+    method="|".join(INTERVAL_METHODS),
+    n=str(N),
     point=r"\d+",
 
 
@@ -21,17 +29,36 @@ def snapshot_outputs(model="{model}"):
     return [f"{OUT}/models/{model}/point_{p}.pt" for p in POINTS]
 
 
+def choice_path(method):
+    return f"{OUT}/intervals/{method}_n{N}.json"
+
+
+def run_models(run):
+    """The models a run routes between. MDM runs wait for their interval checkpoint."""
+    if run == "baseline":
+        return [BASELINE]
+    method, total_iterations = run_recipe(run, CFG)
+    choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
+    return expert_models(choice.intervals, total_iterations, T)
+
+
+def run_points(run):
+    """Study runs are compared at their end only; the main runs over their whole series."""
+    return POINTS[-1:] if run.startswith("study_") else POINTS
+
+
 def point_checkpoints(wildcards):
-    """The checkpoints an evaluation point routes between: one per expert of the run."""
-    return [f"{OUT}/models/{m}/point_{wildcards.point}.pt" for m in RUNS[wildcards.run]]
+    return [f"{OUT}/models/{m}/point_{wildcards.point}.pt" for m in run_models(wildcards.run)]
 
 
 def series_samples(wildcards):
-    return [f"{OUT}/samples/{wildcards.run}/point_{p}.npz" for p in POINTS]
+    return [f"{OUT}/samples/{wildcards.run}/point_{p}.npz" for p in run_points(wildcards.run)]
 
 
 def final_outputs():
-    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("quality", "efficiency") for ext in ("csv", "md")]
-    figures = [f"{OUT}/figures/fid_vs_cost.{ext}" for ext in ("png", "pdf")]
-    grids = [f"{OUT}/figures/samples_{run}.{ext}" for run in RUNS for ext in ("png", "pdf")]
-    return tables + figures + grids + [f"{OUT}/data/provenance.json"]
+    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("quality", "efficiency", "interval_study", "intervals")
+              for ext in ("csv", "md")]
+    figures = [f"{OUT}/figures/{name}.{ext}" for name in ("fid_vs_cost", "interval_study") for ext in ("png", "pdf")]
+    grids = [f"{OUT}/figures/samples_{run}.{ext}" for run in MAIN_RUNS for ext in ("png", "pdf")]
+    analyses = [f"{OUT}/figures/intervals/{m}_n{N}" for m in SELECTED_METHODS]
+    return tables + figures + grids + analyses + [f"{OUT}/data/provenance.json"]

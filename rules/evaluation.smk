@@ -31,6 +31,7 @@ rule evaluate_series:
         f"{OUT}/metrics/{{run}}.csv",
     params:
         metrics=CFG.metrics,
+        points=lambda wc: run_points(wc.run),
     threads: 1
     log:
         f"{OUT}/logs/evaluate_series/{{run}}.log",
@@ -44,8 +45,8 @@ rule evaluate_series:
 
 rule paper_tables:
     input:
-        series=expand(f"{OUT}/metrics/{{run}}.csv", run=RUNS),
-        baseline_timing=f"{OUT}/models/baseline/timing.csv",
+        series=expand(f"{OUT}/metrics/{{run}}.csv", run=MAIN_RUNS),
+        baseline_timing=f"{OUT}/models/{BASELINE}/timing.csv",
     output:
         quality_csv=report(f"{OUT}/tables/quality.csv", caption="../report/quality.rst", category="Tables"),
         quality_md=f"{OUT}/tables/quality.md",
@@ -54,7 +55,7 @@ rule paper_tables:
         figure=report(f"{OUT}/figures/fid_vs_cost.png", caption="../report/fid_vs_cost.rst", category="Figures"),
         figure_pdf=f"{OUT}/figures/fid_vs_cost.pdf",
     params:
-        runs=list(RUNS),
+        runs=MAIN_RUNS,
         experiment=f"{CFG.data.dataset}/{CFG.experiment}",
     log:
         f"{OUT}/logs/paper_tables.log",

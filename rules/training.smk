@@ -1,11 +1,10 @@
-# The baseline and each expert are independent jobs: they run side by side when
-# cores or GPUs allow. Running state lives in state/<model>/ (not an output), so a
-# killed or requeued job resumes instead of starting over.
+# Every model (the baseline, each expert) is an independent job named by what it trains,
+# t<lo>-<hi>_i<iterations>: jobs run side by side when cores or GPUs allow, and runs that
+# ask for the same interval and budget share one model. Running state lives in
+# state/<model>/ (not an output), so a killed or requeued job resumes instead of starting over.
 
 
 rule train_model:
-    wildcard_constraints:
-        model=r"expert_\d+",
     input:
         train=rules.prepare_data.output.train,
     output:
@@ -13,7 +12,6 @@ rule train_model:
         loss=f"{OUT}/models/{{model}}/loss.csv",
         timing=f"{OUT}/models/{{model}}/timing.csv",
     params:
-        job=lambda wc: JOBS[wc.model],
         training=CFG.training,
         model=CFG.model,
         state_dir=lambda wc: f"{OUT}/state/{wc.model}",
@@ -30,8 +28,12 @@ rule train_model:
         "../workflow_scripts/train_model.py"
 
 
-# The baseline is the longest job: start it first so it overlaps the experts.
+# Single models on (0, T] (the baseline and its early-stopped analysis copies) are the
+# longest jobs or gate the interval analyses: start them first.
 use rule train_model as train_baseline with:
     wildcard_constraints:
-        model="baseline",
+        model=rf"t0-{T}_i\d+",
     priority: 10
+
+
+ruleorder: train_baseline > train_model

@@ -149,6 +149,7 @@ def test_expert_budgets_sum_to_the_baseline_iterations(boundaries, iterations):
     assert all(abs(got - (b - a) / T * iterations) < 1 for got, a, b in zip(budgets, edges, edges[1:]))
 
 
-def test_an_expert_without_iterations_is_refused():
-    with pytest.raises(ValueError, match="no iterations"):
-        expert_budgets([Interval(0, 1), Interval(1, 1000)], T, 10)
+def test_a_tiny_interval_still_gets_one_iteration_from_the_largest_budget():
+    assert expert_budgets([Interval(0, 1), Interval(1, 995), Interval(995, 1000)], T, 30) == [1, 28, 1]
+    with pytest.raises(ValueError, match="cannot give each"):
+        expert_budgets([Interval(0, 1), Interval(1, 1000)], T, 1)

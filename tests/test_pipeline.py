@@ -11,32 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "configs", "schemas", "profiles",
-                  "report", "envs"]
-SMOKE_OUT = Path("results/digits/smoke")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    proc = snakemake(workdir, "--configfile", "configs/smoke.yaml")
-    return workdir, proc
+from conftest import REPO, SMOKE_OUT, copy_workflow, snakemake
 
 
 def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
@@ -75,9 +50,9 @@ def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
     out = workdir / SMOKE_OUT
     logs = list((out / "logs").rglob("*.log"))
     assert len(logs) >= 13 and all(p.stat().st_size > 0 for p in logs)
-    train_log = (out / "logs/train_model/baseline.log").read_text()
+    train_log = (out / "logs/train_model/t0-1000_i40.log").read_text()
     assert "step 10/40" in train_log and "it/s" in train_log
-    bench = pd.read_csv(out / "benchmarks/train_model/baseline.tsv", sep="\t")
+    bench = pd.read_csv(out / "benchmarks/train_model/t0-1000_i40.tsv", sep="\t")
     assert bench["s"].iloc[0] > 0
     provenance = (out / "data/provenance.json").read_text()
     assert "load_digits" in provenance
@@ -92,15 +67,20 @@ def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run):
     assert "fid_vs_cost.png" in html and "quality.csv" in html
 
 
-def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
+def test_dry_run_of_the_default_config_lists_the_dag_up_to_the_interval_checkpoints(tmp_path):
+    """Experts are known only once their interval file exists: a dry run lists every other job."""
     workdir = copy_workflow(tmp_path)
     proc = snakemake(workdir, "-n")
     text = proc.stdout + proc.stderr
-    points = yaml.safe_load((REPO / "config.yaml").read_text())["training"]["eval_points"]
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    points, methods = cfg["training"]["eval_points"], len(cfg["intervals"]["study"]["methods"])
+    # Single models: the baseline, and its 10% copy that the attention analysis reads.
     for rule, count in (("prepare_data", 1), ("train_feature_net", 1), ("reference_statistics", 1),
-                        ("train_model", 3), ("train_baseline", 1), ("sample_point", 2 * points), ("evaluate_series", 2),
-                        ("paper_tables", 1), ("sample_grid", 2)):
+                        ("train_baseline", 2), ("select_intervals", methods),
+                        ("sample_point", 2 * points + methods), ("evaluate_series", 2 + methods),
+                        ("paper_tables", 1), ("sample_grid", 2), ("interval_study", 1)):
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
+    assert "checkpoint jobs" in text
 
 
 def test_lint_is_clean(tmp_path):
@@ -112,6 +92,9 @@ def test_lint_is_clean(tmp_path):
     ("training: {batch_size: 0}", "training.batch_size"),
     ("model: {dropoutt: 0.1}", "model.dropoutt"),
     ("experts: {boundaries: [0.9, 0.2]}", "experts.boundaries"),
+    ("experts: {intervals: by_eye}", "experts.intervals"),
+    ("experts: {n: 4}", "experts.n"),
+    ("intervals: {study: {methods: [snr, snr]}}", "intervals.study.methods"),
 ])
 def test_a_bad_config_value_fails_at_load_naming_the_key(tmp_path, override, key):
     workdir = copy_workflow(tmp_path)
@@ -132,7 +115,7 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
 
     overrides = ("training: {baseline_iterations: 300, checkpoint_every: 20, log_every: 10, eval_points: 2}\n"
                  "experiment: killed\n")
-    target = "results/digits/killed/models/baseline/timing.csv"
+    target = "results/digits/killed/models/t0-1000_i300/timing.csv"
     runs = {}
     for name in ("killed", "whole"):
         (tmp_path / name).mkdir()
@@ -143,7 +126,7 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
         if name == "killed":
             proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
-            latest = workdir / "results/digits/killed/state/baseline/latest.pt"
+            latest = workdir / "results/digits/killed/state/t0-1000_i300/latest.pt"
             deadline = time.time() + 300
             while not latest.exists() and time.time() < deadline and proc.poll() is None:
                 time.sleep(0.2)
@@ -155,9 +138,9 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
             subprocess.run(cmd + ["--unlock"], cwd=workdir, check=True, capture_output=True, timeout=120)
         subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=600)
         runs[name] = workdir
-    log = (runs["killed"] / "results/digits/killed/logs/train_model/baseline.log").read_text()
+    log = (runs["killed"] / "results/digits/killed/logs/train_model/t0-1000_i300.log").read_text()
     assert "resumed at step" in log
-    weights = [torch.load(w / "results/digits/killed/models/baseline/point_2.pt", weights_only=True)
+    weights = [torch.load(w / "results/digits/killed/models/t0-1000_i300/point_2.pt", weights_only=True)
                for w in (runs["killed"], runs["whole"])]
     assert weights[0]["step"] == weights[1]["step"] == 300
     assert weights[0]["restarts"] == 1 and weights[1]["restarts"] == 0

@@ -10,5 +10,6 @@ from mdmlib.plan import job_device
 cfg = load_config(snakemake.config)
 job_device(snakemake.threads)
 series = evaluate_series(snakemake.wildcards.run, snakemake.input.samples, snakemake.input.net,
-                         snakemake.input.reference, cfg.metrics, log=print)
+                         snakemake.input.reference, cfg.metrics,
+                         points=snakemake.params.points, log=print)
 series.to_csv(snakemake.output[0], index=False)

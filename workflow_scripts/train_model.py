@@ -5,11 +5,11 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "a", buffering=1)  # append: ke
 
 from mdmlib.config import load_config
 from mdmlib.data import load_split
-from mdmlib.plan import job_device, train_jobs
+from mdmlib.plan import job_device, train_job
 from mdmlib.training import run_training, write_training_outputs
 
 cfg = load_config(snakemake.config)
-job = train_jobs(cfg)[snakemake.wildcards.model]
+job = train_job(snakemake.wildcards.model, cfg)
 device = job_device(snakemake.threads, gpu=True)
 print(f"{job} on {device} with {snakemake.threads} thread(s)")
 images, _ = load_split(snakemake.input.train)

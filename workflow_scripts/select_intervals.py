@@ -1,0 +1,16 @@
+"""Choose the experts' intervals with one method; write its JSON result and figures."""
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from mdmlib.config import load_config
+from mdmlib.intervals import write_choice
+from mdmlib.intervals.select import select_intervals
+from mdmlib.plan import job_device
+
+cfg = load_config(snakemake.config)
+device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))
+choice = select_intervals(snakemake.wildcards.method, cfg, device, train_path=snakemake.input.get("train"),
+                          model_path=snakemake.input.get("model"), figure_dir=snakemake.output.figures)
+print(f"{choice.method}: intervals {[i.label() for i in choice.intervals]}")
+write_choice(choice, snakemake.output.choice)

@@ -15,6 +15,9 @@ STUDY_METHODS = list(CFG.intervals.study.methods)
 SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
 POINTS = list(range(1, CFG.training.eval_points + 1))
 ENV = "../envs/mdm.yaml"
+# The offline default scores with a classifier trained here; Inception needs no training
+# but wants a GPU at paper scale.
+INCEPTION = CFG.metrics.features == "inception"
 
 
 wildcard_constraints:
@@ -40,6 +43,10 @@ def run_models(run):
     method, total_iterations = run_recipe(run, CFG)
     choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
     return expert_models(choice.intervals, total_iterations, T)
+
+
+def feature_net_input(wildcards=None):
+    return {} if INCEPTION else {"net": f"{OUT}/features/feature_net.pt"}
 
 
 def run_points(run):

@@ -24,8 +24,8 @@ rule sample_point:
 
 rule evaluate_series:
     input:
+        unpack(feature_net_input),
         samples=series_samples,
-        net=rules.train_feature_net.output.net,
         reference=rules.reference_statistics.output[0],
     output:
         f"{OUT}/metrics/{{run}}.csv",
@@ -33,6 +33,8 @@ rule evaluate_series:
         metrics=CFG.metrics,
         points=lambda wc: run_points(wc.run),
     threads: 1
+    resources:
+        gpu=int(INCEPTION),
     log:
         f"{OUT}/logs/evaluate_series/{{run}}.log",
     benchmark:

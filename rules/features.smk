@@ -23,11 +23,13 @@ rule train_feature_net:
 
 rule reference_statistics:
     input:
-        net=rules.train_feature_net.output.net,
+        unpack(feature_net_input),
         val=rules.prepare_data.output.val,
     output:
         f"{OUT}/features/reference_val.npz",
     threads: 2
+    resources:
+        gpu=int(INCEPTION),
     log:
         f"{OUT}/logs/reference_statistics.log",
     benchmark:

@@ -146,3 +146,14 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
     assert weights[0]["restarts"] == 1 and weights[1]["restarts"] == 0
     for key in ("model", "ema"):
         assert all(torch.equal(weights[0][key][k], weights[1][key][k]) for k in weights[0][key])
+
+
+def test_inception_metrics_skip_the_feature_net_and_take_a_gpu_slot(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "weights.pth").write_bytes(b"stand-in: a dry run never opens it")
+    (workdir / "inception.yaml").write_text("metrics: {features: inception, inception_weights: weights.pth}\n")
+    text = snakemake(workdir, "--configfile", "configs/smoke.yaml", "inception.yaml", "-n").stdout
+    assert "train_feature_net" not in text and "reference_statistics" in text
+    missing = snakemake(workdir, "--configfile", "configs/smoke.yaml", "inception.yaml", "--config",
+                        "metrics={'features': 'inception', 'inception_weights': 'absent.pth'}", "-n", check=False)
+    assert missing.returncode != 0 and "absent.pth" in missing.stdout + missing.stderr

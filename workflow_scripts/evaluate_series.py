@@ -8,8 +8,8 @@ from mdmlib.evaluation import evaluate_series
 from mdmlib.plan import job_device
 
 cfg = load_config(snakemake.config)
-job_device(snakemake.threads)
-series = evaluate_series(snakemake.wildcards.run, snakemake.input.samples, snakemake.input.net,
-                         snakemake.input.reference, cfg.metrics,
-                         points=snakemake.params.points, log=print)
+device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))
+series = evaluate_series(snakemake.wildcards.run, snakemake.input.samples, snakemake.input.get("net"),
+                         snakemake.input.reference, cfg.metrics, points=snakemake.params.points,
+                         device=device, log=print)
 series.to_csv(snakemake.output[0], index=False)

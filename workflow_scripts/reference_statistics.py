@@ -5,13 +5,12 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from mdmlib.config import load_config
 from mdmlib.data import load_split
-from mdmlib.features import feature_network_name, load_feature_net
-from mdmlib.metrics import compute_reference
+from mdmlib.metrics import compute_reference, make_extractor
 from mdmlib.plan import job_device
 
-job_device(snakemake.threads)
-net, info = load_feature_net(snakemake.input.net)
+cfg = load_config(snakemake.config)
+device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))
+extractor = make_extractor(cfg.metrics, snakemake.input.get("net"), cfg.data.dataset)
 images, _ = load_split(snakemake.input.val)
-name = feature_network_name(info, load_config(snakemake.config).data.dataset)
-compute_reference(net, images, snakemake.output[0], feature_network=name)
-print(f"reference statistics of {len(images)} validation images -> {snakemake.output[0]}")
+compute_reference(extractor, images, snakemake.output[0], device=device)
+print(f"reference statistics of {len(images)} validation images ({extractor.name}) -> {snakemake.output[0]}")

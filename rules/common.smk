@@ -49,6 +49,23 @@ def feature_net_input(wildcards=None):
     return {} if INCEPTION else {"net": f"{OUT}/features/feature_net.pt"}
 
 
+def selection_inputs(wildcards):
+    inputs = {}
+    if wildcards.method in ("optimal_denoiser", "gradient"):
+        inputs["train"] = rules.prepare_data.output.train
+    if wildcards.method in ("attention", "gradient"):
+        fraction = getattr(CFG.intervals, wildcards.method).checkpoint_fraction
+        inputs["model"] = f"{OUT}/models/{baseline_model(CFG, fraction)}/point_{POINTS[-1]}.pt"
+    return inputs
+
+
+def selection_settings(wildcards):
+    """Everything the method reads, so that changing it reruns the checkpoint."""
+    own = getattr(CFG.intervals, wildcards.method, None)
+    return {"diffusion": CFG.diffusion, "n": N, "seed": CFG.intervals.seed, "method": own,
+            "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
+
+
 def run_points(run):
     """Study runs are compared at their end only; the main runs over their whole series."""
     return POINTS[-1:] if run.startswith("study_") else POINTS

@@ -3,23 +3,6 @@
 # by interval and budget, so changing the method retrains exactly what changed.
 
 
-def selection_inputs(wildcards):
-    inputs = {}
-    if wildcards.method in ("optimal_denoiser", "gradient"):
-        inputs["train"] = rules.prepare_data.output.train
-    if wildcards.method in ("attention", "gradient"):
-        fraction = getattr(CFG.intervals, wildcards.method).checkpoint_fraction
-        inputs["model"] = f"{OUT}/models/{baseline_model(CFG, fraction)}/point_{POINTS[-1]}.pt"
-    return inputs
-
-
-def selection_settings(wildcards):
-    """Everything the method reads, so that changing it reruns the checkpoint."""
-    own = getattr(CFG.intervals, wildcards.method, None)
-    return {"diffusion": CFG.diffusion, "n": N, "seed": CFG.intervals.seed, "method": own,
-            "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
-
-
 checkpoint select_intervals:
     input:
         unpack(selection_inputs),

@@ -13,6 +13,7 @@ import torch
 
 from .config import ModelConfig, from_dict
 from .experts import ExpertMixture, Interval
+from .timestep_sampling import DEFAULT_RECIPE
 from .unet import UNet
 
 FORMAT = "mdmlib.diffusion_checkpoint/v1"
@@ -44,6 +45,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing fields {missing}")
+    ckpt.setdefault("recipe", DEFAULT_RECIPE)  # written before recipes existed: uniform t
     return ckpt
 
 

@@ -3,6 +3,7 @@
 Resumable: the running state (latest checkpoint, with the logs so far) lives in a
 state folder; a killed job started again continues from it exactly. Declared outputs
 (snapshots for the evaluation series, loss and timing CSVs) are written at the end.
+The job's recipe picks its timestep sampler and loss weights (``make_sampler``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .config import RunConfig
 from .data import to_model_range
 from .diffusion import NoiseSchedule, epsilon_loss_per_sample
 from .experts import Interval
-from .timestep_sampling import UniformIntervalSampler
+from .timestep_sampling import DEFAULT_RECIPE, RECIPES, UniformIntervalSampler, make_sampler
 from .unet import UNet
 
 
@@ -32,6 +33,11 @@ class TrainJob:
     interval: Interval  # timesteps this model trains on
     iterations: int  # its budget
     snapshot_steps: tuple[int, ...]  # steps whose EMA weights feed the evaluation series
+    recipe: str = DEFAULT_RECIPE  # timestep sampling and loss weights: one of RECIPES
+
+    def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ValueError(f"[{self.name}] unknown training recipe {self.recipe!r}; expected one of {RECIPES}")
 
 
 def snapshot_steps(iterations: int, points: int) -> tuple[int, ...]:
@@ -45,6 +51,7 @@ class TrainState:
     ema: UNet
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # data indices, timesteps and noise
+    sampler: UniformIntervalSampler  # the recipe's timestep sampler; loss-aware ones hold a history
     step: int = 0
     elapsed_seconds: float = 0.0  # measured training wall time, summed over logged intervals
     restarts: int = 0
@@ -52,18 +59,19 @@ class TrainState:
     timing_rows: list[dict] = field(default_factory=list)
 
 
-def new_state(cfg: RunConfig, in_channels: int, device: torch.device) -> TrainState:
+def new_state(cfg: RunConfig, in_channels: int, device: torch.device,
+              sampler: UniformIntervalSampler) -> TrainState:
     torch.manual_seed(cfg.training.seed)  # dropout draws from the global generator
     model = UNet(cfg.model, in_channels, cfg.data.resolution).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
     generator = torch.Generator().manual_seed(cfg.training.seed)
-    return TrainState(model, ema, optimizer, generator)
+    return TrainState(model, ema, optimizer, generator, sampler)
 
 
 def checkpoint_payload(cfg: RunConfig, job: TrainJob, state: TrainState, with_optimizer: bool = True) -> dict:
     payload = {
-        "config": cfg.to_dict(), "name": job.name, "interval": job.interval.to_list(),
+        "config": cfg.to_dict(), "name": job.name, "interval": job.interval.to_list(), "recipe": job.recipe,
         "iterations": job.iterations, "in_channels": state.model.in_channels,
         "resolution": state.model.resolution, "step": state.step,
         "elapsed_seconds": state.elapsed_seconds, "restarts": state.restarts,
@@ -73,6 +81,7 @@ def checkpoint_payload(cfg: RunConfig, job: TrainJob, state: TrainState, with_op
         payload |= {
             "optimizer": state.optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": state.generator.get_state()},
+            "sampler": state.sampler.state_dict(),
             "loss_rows": state.loss_rows, "timing_rows": state.timing_rows,
         }
     return payload
@@ -84,6 +93,7 @@ def restore_state(state: TrainState, ckpt: dict) -> None:
     state.optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     state.generator.set_state(ckpt["rng"]["generator"])
+    state.sampler.load_state_dict(ckpt.get("sampler", {}))  # absent before recipes: uniform t, no state
     state.step, state.elapsed_seconds = ckpt["step"], ckpt["elapsed_seconds"]
     state.restarts = ckpt["restarts"] + 1
     state.loss_rows, state.timing_rows = list(ckpt["loss_rows"]), list(ckpt["timing_rows"])
@@ -125,6 +135,11 @@ class IntervalLossMeter:
 
 def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
                sampler: UniformIntervalSampler, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on the sampler's timesteps, the loss scaled by the sampler's weights.
+
+    Returns the unweighted per-sample epsilon MSE: the logged loss curves then compare
+    across recipes, and the loss-aware sampler learns from the same quantity.
+    """
     idx = torch.randint(len(images), (batch_size,), generator=state.generator)
     t, weights = sampler.sample(batch_size, state.generator)
     noise = torch.randn((batch_size, *images.shape[1:]), generator=state.generator)
@@ -148,6 +163,8 @@ def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob) -> str | None:
     if {k: v for k, v in saved["training"].items() if k not in ignore} != \
             {k: v for k, v in now["training"].items() if k not in ignore}:
         return "training"
+    if ckpt["recipe"] != job.recipe:
+        return f"recipe ({ckpt['recipe']} before, {job.recipe} now)"
     if ckpt["interval"] != job.interval.to_list() or ckpt["iterations"] != job.iterations:
         return "interval or budget"
     return None
@@ -160,7 +177,10 @@ def snapshot_path(state_dir: Path, step: int) -> Path:
 def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_dir: str | Path,
                  device: torch.device, log: Callable[[str], None] = print,
                  stop_after: int | None = None) -> TrainState:
-    """Train ``job`` to its budget, resuming from ``state_dir/latest.pt`` when present.
+    """Train ``job`` to its budget with its recipe, resuming from ``state_dir/latest.pt`` when present.
+
+    The checkpoint holds the sampler's state (the importance sampler's loss history) next
+    to the generator it draws from, so a resumed run ends bit-identical to an uninterrupted one.
 
     ``stop_after`` ends the run early once that step's checkpoint is written (tests use
     it to stand for a kill).
@@ -169,7 +189,7 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
     state_dir.mkdir(parents=True, exist_ok=True)
     latest = state_dir / "latest.pt"
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
-    state = new_state(cfg, train_images.shape[1], device)
+    state = new_state(cfg, train_images.shape[1], device, make_sampler(job.recipe, job.interval, schedule))
     if latest.exists():
         ckpt = load_checkpoint(latest)
         mismatch = resume_mismatch(ckpt, cfg, job)
@@ -181,13 +201,12 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             restore_state(state, ckpt)
             log(f"[{job.name}] resumed at step {state.step}/{job.iterations} (restart {state.restarts})")
     images = to_model_range(train_images)
-    sampler = UniformIntervalSampler(job.interval)
     meter = IntervalLossMeter(cfg.diffusion.timesteps, tc.loss_bins)
     snapshots = set(job.snapshot_steps)
     started, last_logged = time.perf_counter(), state.step
     while state.step < job.iterations and (stop_after is None or state.step < stop_after):
         state.model.train()
-        t, losses = train_step(state, schedule, images, sampler, tc.batch_size)
+        t, losses = train_step(state, schedule, images, state.sampler, tc.batch_size)
         state.step += 1
         update_ema(state.ema, state.model, tc.ema_decay, state.step)
         meter.add(t, losses)

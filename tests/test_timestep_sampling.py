@@ -1,12 +1,16 @@
-"""Timestep samplers: P2W weights and loss-aware importance sampling (library; see issue 5)."""
+"""Timestep samplers: P2W weights, soft truncation and loss-aware importance sampling (issue 5)."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
+from scipy import stats
 
 from mdmlib.diffusion import NoiseSchedule
 from mdmlib.experts import Interval
-from mdmlib.timestep_sampling import LossAwareSampler, P2WeightedSampler, UniformIntervalSampler
+from mdmlib.timestep_sampling import (RECIPES, LossAwareSampler, P2WeightedSampler, SoftTruncationSampler,
+                                      UniformIntervalSampler, make_sampler)
 
 
 def test_uniform_sampler_stays_inside_its_interval():
@@ -36,6 +40,8 @@ def test_importance_sampler_is_uniform_until_every_history_is_full():
     fill(sampler, lambda t: t.double() + 1, rounds=9)
     assert not sampler.warmed_up()
     assert torch.allclose(sampler.probabilities(), torch.full((20,), 0.05, dtype=torch.float64))
+    t, w = sampler.sample(4000, torch.Generator().manual_seed(0))
+    assert (w == 1).all() and t.bincount(minlength=20).min() > 150  # every timestep drawn about 200 times
     fill(sampler, lambda t: t.double() + 1, rounds=1)
     assert sampler.warmed_up()
 
@@ -63,3 +69,51 @@ def test_importance_sampler_keeps_only_the_last_losses_and_round_trips_its_state
     clone = LossAwareSampler(Interval(0, 2), history=3)
     clone.load_state_dict(sampler.state_dict())
     assert torch.equal(clone.probabilities(), sampler.probabilities())
+
+
+@pytest.mark.parametrize("interval", [Interval(0, 1000), Interval(200, 600), Interval(0, 5)])
+def test_soft_truncation_never_samples_below_the_drawn_truncation(interval):
+    sampler, g = SoftTruncationSampler(interval), torch.Generator().manual_seed(0)
+    lowest_truncation = interval.hi
+    for _ in range(2000):
+        t, w, tau = sampler.sample_with_truncation(16, g)
+        assert interval.lo + 1 <= tau <= interval.hi
+        # Index i is paper step i + 1: the batch covers paper steps floor(tau)..hi.
+        assert t.min() >= math.floor(tau) - 1 and t.max() < interval.hi and (w == 1).all()
+        lowest_truncation = min(lowest_truncation, math.floor(tau) - 1)
+    assert lowest_truncation == interval.lo  # batches still reach the interval's cleanest step
+
+
+@pytest.mark.parametrize("k", [1.0, 0.9])
+@pytest.mark.parametrize("interval", [Interval(0, 1000), Interval(200, 600)])
+def test_soft_truncation_draws_follow_the_power_law_prior(k, interval):
+    sampler, g = SoftTruncationSampler(interval, k=k), torch.Generator().manual_seed(1)
+    taus = [sampler.draw_truncation(g) for _ in range(4000)]
+    prior = lambda x: sampler.prior_cdf(torch.as_tensor(x, dtype=torch.float64)).numpy()  # noqa: E731
+    assert prior(interval.lo + 1) == pytest.approx(0) and prior(interval.hi) == pytest.approx(1)
+    assert stats.kstest(taus, prior).pvalue > 0.01
+    # The test has power: the same draws are far from uniform truncation times.
+    uniform = stats.uniform(interval.lo + 1, interval.size - 1).cdf
+    assert stats.kstest(taus, uniform).pvalue < 1e-6
+
+
+def test_soft_truncation_with_k_1_is_log_uniform_over_the_full_range():
+    sampler, g = SoftTruncationSampler(Interval(0, 1000)), torch.Generator().manual_seed(2)
+    logs = torch.tensor([math.log(sampler.draw_truncation(g)) for _ in range(4000)])
+    assert logs.mean().item() == pytest.approx(math.log(1000) / 2, abs=0.1)  # uniform on [0, log T]
+
+
+def test_each_recipe_builds_its_sampler_with_the_papers_settings():
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    interval = Interval(100, 800)
+    samplers = {r: make_sampler(r, interval, schedule) for r in RECIPES}
+    assert type(samplers["adm"]) is UniformIntervalSampler
+    assert isinstance(samplers["soft_truncation"], SoftTruncationSampler) and samplers["soft_truncation"].k == 1.0
+    importance = samplers["importance"]
+    assert isinstance(importance, LossAwareSampler) and importance.losses.shape == (700, 10)
+    # P2W with k = gamma = 1: 1 / (1 + SNR) = 1 - alpha-bar, unnormalised.
+    for index in (100, 400, 799):
+        expected = 1 - schedule.alphas_cumprod[index].item()
+        assert samplers["p2w"].lambdas[index].item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="unknown training recipe 'edm'"):
+        make_sampler("edm", interval, schedule)

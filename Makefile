@@ -3,10 +3,11 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint dryrun report clean bench
+.PHONY: setup run baselines test lint dryrun report clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -19,6 +20,10 @@ setup: $(STAMP)
 
 run: setup
 	snakemake --cores $(CORES)
+
+# The MDM paper's Tables 1, 3 and 4 (five more full trainings: not part of `make run`).
+baselines: setup
+	snakemake baselines --cores $(CORES)
 
 report: setup
 	snakemake --cores 1 --report report.html
@@ -35,5 +40,10 @@ dryrun: setup
 clean:
 	rm -rf results .snakemake report.html
 
-bench: setup
+# The bench extra (diffusers) is optional: without it the model-efficiency benchmark skips.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]' && touch $@ \
+		|| echo "bench extra not installed: model_efficiency will skip diffusers"
+
+bench: setup $(BENCH_STAMP)
 	$(PY) benchmarks/run_benchmarks.py

@@ -15,6 +15,7 @@ include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/training.smk"
 include: "rules/intervals.smk"
+include: "rules/baselines.smk"
 include: "rules/evaluation.smk"
 
 

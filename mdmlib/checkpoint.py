@@ -57,13 +57,21 @@ def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "ema") -> UNet:
     return model.eval()
 
 
-def mixture_from_checkpoints(paths: list[str | Path]) -> ExpertMixture:
-    """EMA experts of one or more checkpoints as a single routed model."""
+def mixture_from_checkpoints(paths: list[str | Path], intervals: list[list[int]] | None = None) -> ExpertMixture:
+    """EMA experts of one or more checkpoints as a single routed model.
+
+    Each expert serves the interval it was trained on, unless ``intervals`` routes otherwise
+    (the MDM paper's Table 4 hybrid: a full-range baseline serving only part of the range).
+    """
     ckpts = [load_checkpoint(p) for p in paths]
     timesteps = {c["config"]["diffusion"]["timesteps"] for c in ckpts}
     schedules = {c["config"]["diffusion"]["schedule"] for c in ckpts}
     if len(timesteps) != 1 or len(schedules) != 1:
         raise CheckpointError(f"checkpoints {paths} disagree on the diffusion (T {timesteps}, schedule {schedules})")
     experts = [model_from_checkpoint(c) for c in ckpts]
-    intervals = [Interval(*c["interval"]) for c in ckpts]
-    return ExpertMixture(experts, intervals).eval()
+    routed = [Interval(*c["interval"]) for c in ckpts] if intervals is None else [Interval(*i) for i in intervals]
+    for c, interval in zip(ckpts, routed):
+        trained = Interval(*c["interval"])
+        if not trained.lo <= interval.lo < interval.hi <= trained.hi:
+            raise CheckpointError(f"{c['name']} was trained on {trained.label()}, cannot serve {interval.label()}")
+    return ExpertMixture(experts, routed).eval()

@@ -105,6 +105,15 @@ class IntervalStudyConfig:
 
 
 @dataclass(frozen=True)
+class BaselinesConfig:
+    # MDM paper Tables 1, 3 and 4 (`snakemake baselines`): each baseline with and without MDM.
+    recipes: tuple[str, ...] = ("adm", "p2w", "soft_truncation")  # Table 3 rows; Table 1 adds 'importance'
+    iterations: int | None = None  # each baseline's budget (its MDM splits the same); None: training.baseline_iterations
+    soft_truncation_boundaries: tuple[float, ...] = (0.2, 0.6)  # the paper's split for Soft-truncation+MDM
+    sampling_seeds: int = 3  # sample sets at the best point; the tables' std is over these
+
+
+@dataclass(frozen=True)
 class IntervalsConfig:
     attention: AttentionSelectionConfig = field(default_factory=AttentionSelectionConfig)
     gradient: GradientSelectionConfig = field(default_factory=GradientSelectionConfig)
@@ -163,6 +172,7 @@ class RunConfig:
     training: TrainConfig = field(default_factory=TrainConfig)
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
     intervals: IntervalsConfig = field(default_factory=IntervalsConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -250,6 +260,11 @@ def _check_consistency(cfg: RunConfig) -> None:
     for method, (key, value, least) in needs.items():
         if method in used and value < least:
             raise ValueError(f"config key '{key}': {value} is too few for {least} intervals")
+    if "adm" not in cfg.baselines.recipes:
+        raise ValueError("config key 'baselines.recipes': must include 'adm' (Tables 1 and 4 compare against it)")
+    st = cfg.baselines.soft_truncation_boundaries
+    if any(not 0.0 < x < 1.0 for x in st) or list(st) != sorted(set(st)) or not st:
+        raise ValueError(f"config key 'baselines.soft_truncation_boundaries': need ascending fractions in (0, 1), got {list(st)}")
     study = cfg.intervals.study.methods
     if len(set(study)) != len(study):
         raise ValueError(f"config key 'intervals.study.methods': repeated method in {list(study)}")

@@ -24,14 +24,20 @@ SAMPLE_KEYS = ("images", "checkpoint_names", "checkpoint_steps", "checkpoint_ite
 
 
 def sample_point(checkpoint_paths: Sequence[str | Path], cfg: SamplingConfig, out_path: str | Path,
-                 device: torch.device, log: Callable[[str], None] = print) -> None:
-    """DDIM samples from the EMA weights of the given checkpoints (routed as experts)."""
+                 device: torch.device, log: Callable[[str], None] = print,
+                 intervals: list[list[int]] | None = None, seed_set: int = 0) -> None:
+    """DDIM samples from the EMA weights of the given checkpoints (routed as experts).
+
+    ``intervals`` overrides the routing (see ``mixture_from_checkpoints``); sample set
+    ``seed_set`` s uses seeds ``seed + s * num_samples + i``, disjoint from the other sets.
+    """
     ckpts = [load_checkpoint(p) for p in checkpoint_paths]
     diffusion = ckpts[0]["config"]["diffusion"]
     schedule = NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"])
-    model = mixture_from_checkpoints(checkpoint_paths).to(device)
+    model = mixture_from_checkpoints(checkpoint_paths, intervals).to(device)
     shape = (ckpts[0]["in_channels"], ckpts[0]["resolution"], ckpts[0]["resolution"])
-    seeds = list(range(cfg.seed, cfg.seed + cfg.num_samples))
+    first = cfg.seed + seed_set * cfg.num_samples
+    seeds = list(range(first, first + cfg.num_samples))
     log(f"sampling {len(seeds)} images, DDIM {cfg.steps} steps, eta {cfg.eta}, "
         f"{len(ckpts)} expert(s): {[c['name'] + '@' + str(c['step']) for c in ckpts]}")
     images = generate_images(model, schedule, shape, seeds, cfg.steps, cfg.eta, cfg.batch_size, device, log)

@@ -12,30 +12,34 @@ import torch
 from .config import RunConfig
 from .experts import Interval, expert_budgets
 from .gpu_slots import pin_to_free_gpu
-from .training import TrainJob, snapshot_steps
+from .intervals.fixed import paper_intervals
+from .training import DEFAULT_RECIPE, TrainJob, snapshot_steps
 
 
-MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)")
+MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)(?:_(p2w|soft_truncation|importance))?")
 MODEL_PATTERN = MODEL_NAME.pattern  # the Snakefile's wildcard constraint
 
 
-def model_name(interval: Interval, iterations: int) -> str:
-    """A model is named by what it trains: 't100-800_i2100' is (100, 800] for 2100 iterations.
+def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE) -> str:
+    """A model is named by what it trains: 't100-800_i2100' is (100, 800] for 2100 iterations
+    with the ADM recipe; other recipes add a suffix ('t0-1000_i3000_p2w').
 
-    Runs that ask for the same interval and budget (e.g. two selection methods that agree)
-    therefore share one trained model, and a new choice retrains only what changed.
+    Runs that ask for the same interval, budget and recipe (e.g. two selection methods that
+    agree) therefore share one trained model, and a new choice retrains only what changed.
     """
-    return f"t{interval.lo}-{interval.hi}_i{iterations}"
+    suffix = "" if recipe == DEFAULT_RECIPE else f"_{recipe}"
+    return f"t{interval.lo}-{interval.hi}_i{iterations}{suffix}"
 
 
 def train_job(name: str, cfg: RunConfig) -> TrainJob:
     match = MODEL_NAME.fullmatch(name)
     if not match:
-        raise ValueError(f"model name {name!r} is not of the form t<lo>-<hi>_i<iterations>")
-    lo, hi, iterations = map(int, match.groups())
+        raise ValueError(f"model name {name!r} is not of the form t<lo>-<hi>_i<iterations>[_<recipe>]")
+    lo, hi, iterations = map(int, match.groups()[:3])
     if hi > cfg.diffusion.timesteps or iterations < 1:
         raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
-    return TrainJob(name, Interval(lo, hi), iterations, snapshot_steps(iterations, cfg.training.eval_points))
+    return TrainJob(name, Interval(lo, hi), iterations, snapshot_steps(iterations, cfg.training.eval_points),
+                    recipe=match.group(4) or DEFAULT_RECIPE)
 
 
 def baseline_model(cfg: RunConfig, fraction: float = 1.0) -> str:
@@ -44,10 +48,54 @@ def baseline_model(cfg: RunConfig, fraction: float = 1.0) -> str:
     return model_name(Interval(0, cfg.diffusion.timesteps), iterations)
 
 
-def expert_models(intervals: list[Interval], total_iterations: int, timesteps: int) -> list[str]:
+def expert_models(intervals: list[Interval], total_iterations: int, timesteps: int,
+                  recipe: str = DEFAULT_RECIPE) -> list[str]:
     """Experts from clean to noisy, I_e = |tau_e|/T of the total (MDM Sec. 3)."""
     budgets = expert_budgets(intervals, timesteps, total_iterations)
-    return [model_name(i, b) for i, b in zip(intervals, budgets)]
+    return [model_name(i, b, recipe) for i, b in zip(intervals, budgets)]
+
+
+# ------------------------------------------------------------ MDM paper Tables 1, 3, 4 (`baselines`)
+
+
+def baseline_runs(cfg: RunConfig) -> list[str]:
+    """'base_<recipe>' and 'mdm_<recipe>' per Table 3 recipe, 'base_importance' (Table 1), 'hybrid' (Table 4)."""
+    runs = [f"{kind}_{r}" for r in cfg.baselines.recipes for kind in ("base", "mdm")]
+    return runs + ["base_importance", "hybrid"]
+
+
+def recipe_boundaries(recipe: str, cfg: RunConfig) -> tuple[float, ...]:
+    """The paper's MDM split for each baseline: Soft-truncation has its own."""
+    return cfg.baselines.soft_truncation_boundaries if recipe == "soft_truncation" else cfg.experts.boundaries
+
+
+def baseline_run_models(run: str, cfg: RunConfig) -> list[str]:
+    """The models a baseline-study run routes between (their intervals are fixed by the config)."""
+    T = cfg.diffusion.timesteps
+    total = cfg.baselines.iterations or cfg.training.baseline_iterations
+    if run == "hybrid":  # MDM's expert for tau_A, the ADM baseline everywhere else
+        return [model_name(Interval(0, T), total), mdm_models("adm", cfg)[-1]]
+    kind, _, recipe = run.partition("_")
+    if kind == "base":
+        return [model_name(Interval(0, T), total, recipe)]
+    if kind == "mdm":
+        return mdm_models(recipe, cfg)
+    raise ValueError(f"run {run!r} is not a baseline-study run")
+
+
+def mdm_models(recipe: str, cfg: RunConfig) -> list[str]:
+    T = cfg.diffusion.timesteps
+    total = cfg.baselines.iterations or cfg.training.baseline_iterations
+    return expert_models(paper_intervals(recipe_boundaries(recipe, cfg), T).intervals, total, T, recipe)
+
+
+def run_routing(run: str, cfg: RunConfig) -> list[list[int]] | None:
+    """Routing intervals when they are not the models' own: the hybrid's baseline covers only
+    what its tau_A expert does not."""
+    if run != "hybrid":
+        return None
+    tau_a = paper_intervals(cfg.experts.boundaries, cfg.diffusion.timesteps).intervals[-1]
+    return [[0, tau_a.lo], [tau_a.lo, tau_a.hi]]
 
 
 def run_names(cfg: RunConfig) -> list[str]:

@@ -1,7 +1,8 @@
 # Config validation, result paths and input functions shared by all rules.
 from mdmlib.config import INTERVAL_METHODS, load_config
 from mdmlib.intervals import read_choice
-from mdmlib.plan import MODEL_PATTERN, baseline_model, expert_models, run_names, run_recipe
+from mdmlib.plan import (MODEL_PATTERN, baseline_model, baseline_run_models, baseline_runs, expert_models,
+                         run_names, run_recipe, run_routing)
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -9,7 +10,8 @@ OUT = f"results/{CFG.data.dataset}/{CFG.experiment}"
 T = CFG.diffusion.timesteps
 N = CFG.experts.n
 BASELINE = baseline_model(CFG)
-RUNS = run_names(CFG)
+BASELINE_RUNS = baseline_runs(CFG)  # MDM paper Tables 1, 3, 4: the `baselines` target
+RUNS = run_names(CFG) + BASELINE_RUNS
 MAIN_RUNS = ["baseline", "mdm"]
 STUDY_METHODS = list(CFG.intervals.study.methods)
 SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
@@ -40,6 +42,8 @@ def run_models(run):
     """The models a run routes between. MDM runs wait for their interval checkpoint."""
     if run == "baseline":
         return [BASELINE]
+    if run in BASELINE_RUNS:
+        return baseline_run_models(run, CFG)
     method, total_iterations = run_recipe(run, CFG)
     choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
     return expert_models(choice.intervals, total_iterations, T)
@@ -86,3 +90,8 @@ def final_outputs():
     grids = [f"{OUT}/figures/samples_{run}.{ext}" for run in MAIN_RUNS for ext in ("png", "pdf")]
     analyses = [f"{OUT}/figures/intervals/{m}_n{N}" for m in SELECTED_METHODS]
     return tables + figures + grids + analyses + [f"{OUT}/data/provenance.json"]
+
+
+def baseline_outputs():
+    return [f"{OUT}/tables/{name}.{ext}" for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid")
+            for ext in ("csv", "md")]

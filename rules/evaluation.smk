@@ -9,6 +9,7 @@ rule sample_point:
         f"{OUT}/samples/{{run}}/point_{{point}}.npz",
     params:
         sampling=CFG.sampling,
+        routing=lambda wc: run_routing(wc.run, CFG),
     threads: CFG.sampling.threads
     resources:
         gpu=1,

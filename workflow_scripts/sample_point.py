@@ -9,4 +9,5 @@ from mdmlib.plan import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)
-sample_point(list(snakemake.input), cfg.sampling, snakemake.output[0], device, log=print)
+sample_point(list(snakemake.input), cfg.sampling, snakemake.output[0], device, log=print,
+             intervals=snakemake.params.routing)

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines test lint dryrun report clean bench
+.PHONY: setup run baselines test slurm-test lint dryrun report clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,6 +30,12 @@ report: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The SLURM profile on a one-node cluster started here (root, Debian), as CI runs it.
+# The cluster stays up for the next run: .ci/slurm_cluster.sh stop ends it.
+slurm-test: setup
+	.ci/slurm_cluster.sh start
+	MDM_TEST_SLURM=1 $(PY) -m pytest tests/test_slurm.py
 
 lint: setup
 	snakemake --lint

@@ -28,6 +28,19 @@ def test_a_noisy_plateau_needs_three_quiet_steps_in_a_row():
     assert convergence_index(fids) == 5
 
 
+def test_a_plateau_whose_noise_never_settles_below_the_threshold_never_converges():
+    rng = np.random.default_rng(0)
+    # Alternating +-0.1 around 12 (each change 0.2 > 0.1) with small jitter: flat, but never quiet enough.
+    fids = 12.0 + 0.1 * (-1.0) ** np.arange(40) + rng.uniform(-0.01, 0.01, 40)
+    assert convergence_index(fids) is None
+    assert convergence_index(fids, ConvergenceRule(max_change=0.3)) == 0  # a looser rule accepts it at once
+
+
+def test_a_series_too_short_for_the_consecutive_changes_never_converges():
+    assert convergence_index([12.0, 12.0, 12.0]) is None  # three quiet changes need four points
+    assert convergence_index([12.0, 12.0, 12.0, 12.0]) == 0
+
+
 def test_thresholds_are_settings():
     fids = [5.0, 3.0, 2.9, 2.85, 2.845, 2.84]
     assert convergence_index(fids, ConvergenceRule(max_change=0.01, consecutive=2, max_gap_to_best=0.05)) == 3

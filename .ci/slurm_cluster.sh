@@ -37,9 +37,12 @@ write_config() {
         exit 1
     fi
     # slurmd -C prints this machine's CPUs, sockets, cores and memory as slurmd will
-    # count them; declaring more than it finds would drain the node.
-    local hw
+    # count them; declaring more than it finds would drain the node, so memory keeps a
+    # 5% margin for what the kernel holds back by the time slurmd registers.
+    local hw mem
     hw=$(slurmd -C | head -n 1 | sed 's/^NodeName=[^ ]* //')
+    mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+    hw=$(sed "s/RealMemory=[0-9]*/RealMemory=$((mem * 95 / 100))/" <<<"$hw")
     mkdir -p "$LOGDIR" "$STATEDIR/slurmctld" "$STATEDIR/slurmd"
     cat >"$CONF" <<EOF
 $MARKER: a one-node test cluster.

@@ -1,18 +1,74 @@
-"""Measure the project's own overheads: `make bench` (or `--quick` for the tests).
+"""Measure where the project's time goes: `make bench` (or `--quick` for the tests).
 
 Writes results/benchmarks/<name>.json and results/benchmarks/summary.md.
 """
 import argparse
 import json
 import platform
+import time
 from pathlib import Path
 
 import torch
 import yaml
 
+from mdmlib.bench_metrics import metric_times, precision_recall_memory
+from mdmlib.bench_models import model_efficiency
+from mdmlib.bench_parallel import parallel_experts
+from mdmlib.bench_pipeline import pipeline_overhead
 from mdmlib.benchmarking import routing_overhead, trainer_overhead
 from mdmlib.config import load_config
-from mdmlib.data import prepare_dataset, load_split
+from mdmlib.data import load_split, prepare_dataset
+
+# Full sizes keep `make bench` under 15 minutes on 2 cores with >= 3 paired repeats each.
+SIZES = {
+    "full": {"repeats": 3, "trainer_steps": 120, "ddim_steps": 50, "parallel_iterations": 100, "parallel_repeats": 3, "metric_n": 10000,
+             "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5},
+    "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1, "metric_n": 200,
+              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1},
+}
+NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
+         "precision_recall_memory", "model_efficiency")
+
+
+def benchmarks(cfg, args, train_path: Path) -> dict:
+    """name -> a function returning that benchmark's result dict."""
+    s = SIZES["quick" if args.quick else "full"]
+    images, _ = load_split(train_path)
+    channels, res = images.shape[1], cfg.data.resolution
+    run_dir = args.pipeline_run or f"results/{cfg.data.dataset}/{cfg.experiment}"
+    return {
+        "trainer_overhead": lambda: trainer_overhead(cfg, images, s["trainer_steps"], s["repeats"]),
+        "routing_overhead": lambda: routing_overhead(cfg, channels, cfg.sampling.batch_size, s["ddim_steps"],
+                                                     s["repeats"]),
+        "parallel_experts": lambda: parallel_experts(cfg, train_path, s["parallel_iterations"],
+                                                     s["parallel_repeats"]),
+        "pipeline_overhead": lambda: pipeline_overhead(run_dir),
+        "metric_times": lambda: metric_times(cfg, channels, s["metric_n"], s["repeats"]),
+        "precision_recall_memory": lambda: precision_recall_memory(
+            s["memory_n"], cfg.metrics.feature_net.feature_dim, s["memory_blocks"], s["memory_small_n"],
+            k=cfg.metrics.pr_k),
+        "model_efficiency": lambda: model_efficiency(cfg.model, channels, res, cfg.training.batch_size,
+                                                     s["model_steps"], s["repeats"]),
+    }
+
+
+def summary_lines(results: dict, machine: str, config: str) -> list[str]:
+    lines = ["# Benchmarks", "", f"Machine: {machine}; config: {config}. Median and range over repeats; "
+             "ratios are of variants measured in alternation in the same run.", "",
+             "| benchmark | figure | median | range | repeats | target | met |", "|---|---|---|---|---|---|---|"]
+    notes = []
+    for name, r in results.items():
+        for f in r["figures"]:
+            unit = f" {f['unit']}" if f["unit"] else ""
+            spread = f"{f['min']:.3g}-{f['max']:.3g}" if f["repeats"] > 1 else ""
+            met = "" if f["met"] is None else ("yes" if f["met"] else "**no**")
+            lines.append(f"| {name} | {f['figure'].strip()} | {f['median']:.3g}{unit} | {spread} | {f['repeats']} | "
+                         f"{f['target'] or ''} | {met} |")
+        if "message" in r:
+            notes.append(f"- {name}: {r['message']}")
+    lines += ["", "Wall time of each benchmark: " +
+              ", ".join(f"{name} {r['benchmark_seconds']:.0f} s" for name, r in results.items())]
+    return lines + (["", "Not measured:", *notes] if notes else [])
 
 
 def main() -> None:
@@ -20,28 +76,27 @@ def main() -> None:
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--out", default="results/benchmarks")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the benchmarks run")
+    parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--pipeline-run", help="run folder for pipeline_overhead (default results/<dataset>/<experiment>)")
     args = parser.parse_args()
-    values = yaml.safe_load(Path(args.config).read_text())
-    cfg = load_config(values)
+    cfg = load_config(yaml.safe_load(Path(args.config).read_text()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.training.threads)  # one job = one device, as in the pipeline
     prepare_dataset(cfg.data, out / "train.npz", out / "val.npz", out / "provenance.json")
-    images, _ = load_split(out / "train.npz")
-    steps, repeats, ddim_steps = (20, 2, 5) if args.quick else (300, 5, 50)
-    results = {
-        "trainer_overhead": trainer_overhead(cfg, images, steps, repeats),
-        "routing_overhead": routing_overhead(cfg, images.shape[1], cfg.sampling.batch_size, ddim_steps, repeats),
-    }
     machine = f"{platform.machine()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
-    lines = ["# Benchmarks", "", f"Machine: {machine}; config: {args.config}", "",
-             "| benchmark | figure | target | median | min | max | repeats |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        (out / f"{name}.json").write_text(json.dumps({**r, "machine": machine}, indent=2))
-        lines.append(f"| {name} | {r['figure']} | {r['target']} | {r['ratio_median']:.3f} | "
-                     f"{r['ratio_min']:.3f} | {r['ratio_max']:.3f} | {r['repeats']} |")
-        print(name, json.dumps(r))
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    todo, results = benchmarks(cfg, args, out / "train.npz"), {}
+    for name in args.only:
+        start = time.perf_counter()
+        results[name] = {**todo[name](), "benchmark_seconds": 0.0}
+        results[name]["benchmark_seconds"] = time.perf_counter() - start
+        (out / f"{name}.json").write_text(json.dumps({**results[name], "machine": machine}, indent=2, default=str))
+        for f in results[name]["figures"]:
+            print(f"{name}: {f['figure'].strip()}: {f['median']:.4g} ({f['min']:.4g}-{f['max']:.4g}) {f['unit']}",
+                  flush=True)
+        if "message" in results[name]:
+            print(f"{name}: {results[name]['message']}", flush=True)
+    (out / "summary.md").write_text("\n".join(summary_lines(results, machine, args.config)) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ median ratio with its spread keeps the comparison honest.
 from __future__ import annotations
 
 import copy
+import operator
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +25,19 @@ from .training import TrainJob, run_training, snapshot_steps
 from .unet import UNet
 
 
+TARGET_OPS = {">=": operator.ge, "<=": operator.le}
+
+
+def figure(name: str, values: Sequence[float], unit: str = "", target: tuple[str, float] | None = None) -> dict:
+    """One reported number: median and range over its repeats, and whether the median meets ``target``."""
+    values = [float(v) for v in values]
+    median = statistics.median(values)
+    met = None if target is None else bool(TARGET_OPS[target[0]](median, target[1]))
+    return {"figure": name, "unit": unit, "median": median, "min": min(values), "max": max(values),
+            "repeats": len(values), "target": None if target is None else f"{target[0]} {target[1]:g}",
+            "met": met, "values": values}
+
+
 def paired_ratio(numerator: Callable[[], float], denominator: Callable[[], float], repeats: int) -> dict:
     """Run both variants ``repeats`` times in alternation; ratio = numerator / denominator times."""
     ratios, num_times, den_times = [], [], []
@@ -34,7 +48,7 @@ def paired_ratio(numerator: Callable[[], float], denominator: Callable[[], float
         ratios.append(n / d)
     return {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
             "numerator_median_s": statistics.median(num_times), "denominator_median_s": statistics.median(den_times),
-            "repeats": repeats}
+            "repeats": repeats, "ratios": ratios, "numerator_s": num_times, "denominator_s": den_times}
 
 
 def bare_training_seconds(cfg: RunConfig, images: np.ndarray, steps: int) -> float:
@@ -71,7 +85,8 @@ def trainer_overhead(cfg: RunConfig, images: np.ndarray, steps: int, repeats: in
     """Steps/s of the trainer over steps/s of the bare loop (target >= 0.95)."""
     timed = paired_ratio(lambda: bare_training_seconds(cfg, images, steps),
                          lambda: trainer_seconds(cfg, images, steps), repeats)
-    return {"figure": "trainer throughput / bare loop throughput", "target": ">= 0.95", "steps": steps, **timed}
+    return {"figures": [figure("trainer throughput / bare loop throughput", timed["ratios"], target=(">=", 0.95))],
+            "steps": steps, **timed}
 
 
 def routing_overhead(cfg: RunConfig, channels: int, batch: int, steps: int, repeats: int) -> dict:
@@ -89,5 +104,6 @@ def routing_overhead(cfg: RunConfig, channels: int, batch: int, steps: int, repe
         return time.perf_counter() - start
 
     timed = paired_ratio(lambda: seconds(mixture), lambda: seconds(single), repeats)
-    return {"figure": "DDIM time, 3-expert mixture / single model", "target": "<= 1.03",
+    name = f"DDIM time, {len(intervals)}-expert mixture / single model"
+    return {"figures": [figure(name, timed["ratios"], target=("<=", 1.03))],
             "experts": len(intervals), "batch": batch, "ddim_steps": steps, **timed}

@@ -1,0 +1,159 @@
+"""Parallel experts: the experts as parallel jobs, one after another, and the baseline.
+
+Every job is its own Python process with one thread, as Snakemake runs ``train_model``
+under ``--cores 2``, so its wall time holds interpreter start-up, imports, data loading
+and checkpoint writes as well as training. Each worker also reports the seconds of its
+training loop, which splits any gap between ideal and measured into start-up and the
+slow-down of a step when two jobs share the machine (memory bandwidth, caches, other load).
+
+Worker: ``python -m mdmlib.bench_parallel --config cfg.json --data train.npz --lo 0 --hi 100
+--iterations 30 --out result.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .benchmarking import figure
+from .config import RunConfig, load_config
+from .data import load_split
+from .experts import Interval, expert_budgets, intervals_from_boundaries
+from .training import TrainJob, run_training, snapshot_steps
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: Interval
+    iterations: int
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    name: str
+    iterations: int
+    start: float  # seconds after the batch of jobs started
+    end: float
+    train_seconds: float  # inside the training loop, as run_training measures it
+
+    @property
+    def wall(self) -> float:
+        return self.end - self.start
+
+
+def greedy_makespan(durations: list[float], slots: int) -> float:
+    """Finish time of the jobs, longest first, each on the slot that frees first."""
+    finish = [0.0] * slots
+    for d in sorted(durations, reverse=True):
+        finish[finish.index(min(finish))] += d
+    return max(finish)
+
+
+def run_jobs(jobs: list[Job], slots: int, config_path: Path, data_path: Path, work_dir: Path) -> tuple[float, list[JobTiming]]:
+    """Run the jobs as worker processes, at most ``slots`` at once, longest first; (wall, timings)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake sets for threads: 1
+    pending = sorted(jobs, key=lambda j: j.iterations, reverse=True)
+    running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    timings = []
+    t0 = time.perf_counter()
+    while pending or running:
+        while pending and len(running) < slots:
+            job = pending.pop(0)
+            cmd = [sys.executable, "-m", "mdmlib.bench_parallel", "--config", str(config_path), "--data", str(data_path),
+                   "--lo", str(job.interval.lo), "--hi", str(job.interval.hi), "--iterations", str(job.iterations),
+                   "--out", str(work_dir / f"{job.name}.json")]
+            running[job.name] = (subprocess.Popen(cmd, env=env), time.perf_counter() - t0, job)
+        time.sleep(0.005)  # polling costs nothing next to jobs of seconds
+        for name, (proc, start, job) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            end = time.perf_counter() - t0
+            del running[name]
+            if proc.returncode:
+                raise RuntimeError(f"benchmark job {name} failed with exit code {proc.returncode}")
+            result = json.loads((work_dir / f"{name}.json").read_text())
+            timings.append(JobTiming(name, job.iterations, start, end, result["train_seconds"]))
+    return time.perf_counter() - t0, timings
+
+
+def parallel_experts(cfg: RunConfig, data_path: Path, total_iterations: int, repeats: int, slots: int = 2) -> dict:
+    """Wall clock of the experts as parallel jobs vs one after another vs the baseline, same total iterations."""
+    T = cfg.diffusion.timesteps
+    intervals = intervals_from_boundaries(cfg.experts.boundaries, T)
+    budgets = expert_budgets(intervals, T, total_iterations)
+    experts = [Job(f"expert_{k + 1}", i, b) for k, (i, b) in enumerate(zip(intervals, budgets))]
+    baseline = [Job("baseline", Interval(0, T), total_iterations)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config_path = work / "config.json"
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        for _ in range(repeats):
+            seq_wall, seq = run_jobs(experts, 1, config_path, data_path, work)
+            par_wall, par = run_jobs(experts, slots, config_path, data_path, work)
+            base_wall, base = run_jobs(baseline, 1, config_path, data_path, work)
+            rows.append(_repeat_row(seq_wall, seq, par_wall, par, base_wall, base[0], slots))
+    return {"figures": _figures(rows, slots), "expert_iterations": budgets, "baseline_iterations": total_iterations,
+            "intervals": [i.to_list() for i in intervals], "slots": slots, "threads_per_job": 1, "repeats": repeats,
+            "runs": rows}
+
+
+def _repeat_row(seq_wall, seq, par_wall, par, base_wall, base: JobTiming, slots: int) -> dict:
+    solo = {j.name: j for j in seq}
+    ideal_makespan = greedy_makespan([j.wall for j in seq], slots)
+    step_slowdown = [(j.train_seconds / j.iterations) / (solo[j.name].train_seconds / j.iterations) for j in par]
+    return {
+        "sequential_s": seq_wall, "parallel_s": par_wall, "baseline_s": base_wall,
+        "ideal_speedup": sum(j.wall for j in seq) / ideal_makespan,
+        "measured_speedup": seq_wall / par_wall,
+        "ideal_parallel_over_baseline": ideal_makespan / base_wall,
+        "startup_s": [j.wall - j.train_seconds for j in seq + [base]],
+        "step_slowdown": step_slowdown,
+        "jobs": {"sequential": [vars(j) for j in seq], "parallel": [vars(j) for j in par], "baseline": vars(base)},
+    }
+
+
+def _figures(rows: list[dict], slots: int) -> list[dict]:
+    col = lambda key: [r[key] for r in rows]  # noqa: E731
+    return [
+        figure(f"speed-up on {slots} slots, ideal (greedy schedule of the solo job times)", col("ideal_speedup")),
+        figure(f"speed-up on {slots} slots, measured (sequential / parallel wall)", col("measured_speedup")),
+        figure("parallel efficiency (measured / ideal speed-up)",
+               [r["measured_speedup"] / r["ideal_speedup"] for r in rows]),
+        figure("parallel experts / baseline wall, ideal", col("ideal_parallel_over_baseline")),
+        figure("parallel experts / baseline wall, measured", [r["parallel_s"] / r["baseline_s"] for r in rows]),
+        figure("sequential experts / baseline wall (same iterations)", [r["sequential_s"] / r["baseline_s"] for r in rows]),
+        figure("training-step time when jobs share the machine / alone", [statistics.median(r["step_slowdown"]) for r in rows]),
+        figure("start-up, data loading and writes per job", [statistics.median(r["startup_s"]) for r in rows], "s"),
+    ]
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="one training job of the parallel-experts benchmark")
+    for name, kind in (("--config", Path), ("--data", Path), ("--lo", int), ("--hi", int), ("--iterations", int),
+                       ("--out", Path)):
+        parser.add_argument(name, type=kind, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # one job = one core, as the pipeline's train_model
+    torch.set_num_interop_threads(1)
+    cfg = load_config(json.loads(args.config.read_text()))
+    images, _ = load_split(args.data)
+    job = TrainJob("benchmark", Interval(args.lo, args.hi), args.iterations,
+                   snapshot_steps(args.iterations, cfg.training.eval_points))
+    with tempfile.TemporaryDirectory() as state_dir:
+        state = run_training(cfg, job, images, state_dir, torch.device("cpu"), log=lambda s: None)
+    args.out.write_text(json.dumps({"train_seconds": state.elapsed_seconds}))
+
+
+if __name__ == "__main__":
+    worker_main()

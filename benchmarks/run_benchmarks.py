@@ -60,9 +60,9 @@ def summary_lines(results: dict, machine: str, config: str) -> list[str]:
     for name, r in results.items():
         for f in r["figures"]:
             unit = f" {f['unit']}" if f["unit"] else ""
-            spread = f"{f['min']:.3g}-{f['max']:.3g}" if f["repeats"] > 1 else ""
+            spread = f"{f['min']:.4g}-{f['max']:.4g}" if f["repeats"] > 1 else ""
             met = "" if f["met"] is None else ("yes" if f["met"] else "**no**")
-            lines.append(f"| {name} | {f['figure'].strip()} | {f['median']:.3g}{unit} | {spread} | {f['repeats']} | "
+            lines.append(f"| {name} | {f['figure'].strip()} | {f['median']:.4g}{unit} | {spread} | {f['repeats']} | "
                          f"{f['target'] or ''} | {met} |")
         if "message" in r:
             notes.append(f"- {name}: {r['message']}")

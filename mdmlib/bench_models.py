@@ -84,12 +84,11 @@ def model_efficiency(cfg: ModelConfig, channels: int, resolution: int, batch: in
     t = torch.randint(0, 1000, (batch,))
     result = {"batch": batch, "resolution": resolution, "channels": channels, "steps": steps, "repeats": repeats,
               "ours": {"parameters": count_parameters(ours), "forward_macs_per_image": forward_macs(ours, x[:1], t[:1])}}
+    result["figures"] = _size_figures("ours", result["ours"])
     try:
         theirs = diffusers_counterpart(cfg, channels, resolution).train()
     except ImportError as err:
-        result |= {"status": "skipped", "message": f"diffusers is not installed ({err}): pip install -e '.[bench]'",
-                   "figures": []}
-        return result
+        return result | {"status": "skipped", "message": f"diffusers is not installed ({err}): pip install -e '.[bench]'"}
     forward = lambda xx, tt: theirs(xx, tt).sample  # noqa: E731
     result["diffusers"] = {"parameters": count_parameters(theirs), "forward_macs_per_image": forward_macs(forward, x[:1], t[:1]),
                            "config": {k: v for k, v in theirs.config.items() if not k.startswith("_")}}
@@ -98,11 +97,16 @@ def model_efficiency(cfg: ModelConfig, channels: int, resolution: int, batch: in
     timed = paired_ratio(lambda: _step_seconds(ours, ours.parameters(), x, t, noise, steps),
                          lambda: _step_seconds(forward, theirs.parameters(), x, t, noise, steps), repeats)
     o, d = result["ours"], result["diffusers"]
-    result |= {"status": "ok", **timed, "figures": [
+    result["figures"] += _size_figures("diffusers", d) + [
         figure("parameters, ours / diffusers", [o["parameters"] / d["parameters"]]),
         figure("forward MACs per image, ours / diffusers", [o["forward_macs_per_image"] / d["forward_macs_per_image"]]),
         figure(f"training-step time at batch {batch}, ours / diffusers", timed["ratios"]),
         figure("  ours, per step", [1000 * s for s in timed["numerator_s"]], "ms"),
         figure("  diffusers, per step", [1000 * s for s in timed["denominator_s"]], "ms"),
-    ]}
-    return result
+    ]
+    return result | {"status": "ok", **timed}
+
+
+def _size_figures(name: str, sizes: dict) -> list[dict]:
+    return [figure(f"parameters, {name}", [sizes["parameters"] / 1e6], "M"),
+            figure(f"forward MACs per image (attention included), {name}", [sizes["forward_macs_per_image"] / 1e6], "M")]

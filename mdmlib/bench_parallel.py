@@ -4,7 +4,9 @@ Every job is its own Python process with one thread, as Snakemake runs ``train_m
 under ``--cores 2``, so its wall time holds interpreter start-up, imports, data loading
 and checkpoint writes as well as training. Each worker also reports the seconds of its
 training loop, which splits any gap between ideal and measured into start-up and the
-slow-down of a step when two jobs share the machine (memory bandwidth, caches, other load).
+slow-down of a step when two jobs share the machine; two control loops measured next to
+each parallel run (cache-resident matmuls, memory copies) tell whether that slow-down is
+the machine's free cores or memory bandwidth.
 
 Worker: ``python -m mdmlib.bench_parallel --config cfg.json --data train.npz --lo 0 --hi 100
 --iterations 30 --out result.json``.
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,36 @@ def greedy_makespan(durations: list[float], slots: int) -> float:
     return max(finish)
 
 
+def _loop_seconds(kind: str, iterations: int) -> float:
+    if kind == "compute":  # 256 x 256 matmuls: 0.5 MiB of operands, inside a core's cache
+        a = torch.randn(256, 256)
+        work = lambda: torch.mm(a, a)  # noqa: E731
+    else:  # 64 MiB copies: bound by memory bandwidth
+        src, dst = torch.randn(16 * 2**20), torch.empty(16 * 2**20)
+        work = lambda: dst.copy_(src)  # noqa: E731
+    start = time.perf_counter()
+    for _ in range(iterations):
+        work()
+    return time.perf_counter() - start
+
+
+def sharing_slowdown(kind: str, iterations: int) -> float:
+    """Time of a loop when two run at once / when it runs alone (torch releases the GIL inside ops).
+
+    A control for the training jobs: near 1 for ``compute`` means the machine has two free
+    cores; near 2 means the two jobs share one core's worth (other load, shared vCPUs). The
+    ``memory`` loop shows what memory bandwidth alone would cost.
+    """
+    alone = _loop_seconds(kind, iterations)
+    paired: list[float] = []
+    threads = [threading.Thread(target=lambda: paired.append(_loop_seconds(kind, iterations))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statistics.mean(paired) / alone
+
+
 def run_jobs(jobs: list[Job], slots: int, config_path: Path, data_path: Path, work_dir: Path) -> tuple[float, list[JobTiming]]:
     """Run the jobs as worker processes, at most ``slots`` at once, longest first; (wall, timings)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake sets for threads: 1
@@ -86,8 +119,14 @@ def run_jobs(jobs: list[Job], slots: int, config_path: Path, data_path: Path, wo
     return time.perf_counter() - t0, timings
 
 
-def parallel_experts(cfg: RunConfig, data_path: Path, total_iterations: int, repeats: int, slots: int = 2) -> dict:
-    """Wall clock of the experts as parallel jobs vs one after another vs the baseline, same total iterations."""
+def parallel_experts(cfg: RunConfig, data_path: Path, total_iterations: int, repeats: int, slots: int = 2,
+                     control_iterations: dict[str, int] | None = None) -> dict:
+    """Wall clock of the experts as parallel jobs vs one after another vs the baseline, same total iterations.
+
+    ``control_iterations`` sizes the compute and memory loops of :func:`sharing_slowdown`,
+    measured in every repeat next to the parallel run.
+    """
+    control_iterations = control_iterations or {"compute": 1000, "memory": 100}
     T = cfg.diffusion.timesteps
     intervals = intervals_from_boundaries(cfg.experts.boundaries, T)
     budgets = expert_budgets(intervals, T, total_iterations)
@@ -100,9 +139,10 @@ def parallel_experts(cfg: RunConfig, data_path: Path, total_iterations: int, rep
         config_path.write_text(json.dumps(cfg.to_dict()))
         for _ in range(repeats):
             seq_wall, seq = run_jobs(experts, 1, config_path, data_path, work)
+            controls = {f"{kind}_sharing_slowdown": sharing_slowdown(kind, n) for kind, n in control_iterations.items()}
             par_wall, par = run_jobs(experts, slots, config_path, data_path, work)
             base_wall, base = run_jobs(baseline, 1, config_path, data_path, work)
-            rows.append(_repeat_row(seq_wall, seq, par_wall, par, base_wall, base[0], slots))
+            rows.append(_repeat_row(seq_wall, seq, par_wall, par, base_wall, base[0], slots) | controls)
     return {"figures": _figures(rows, slots), "expert_iterations": budgets, "baseline_iterations": total_iterations,
             "intervals": [i.to_list() for i in intervals], "slots": slots, "threads_per_job": 1, "repeats": repeats,
             "runs": rows}
@@ -135,6 +175,8 @@ def _figures(rows: list[dict], slots: int) -> list[dict]:
         figure("sequential experts / baseline wall (same iterations)", [r["sequential_s"] / r["baseline_s"] for r in rows]),
         figure("training-step time when jobs share the machine / alone", [statistics.median(r["step_slowdown"]) for r in rows]),
         figure("start-up, data loading and writes per job", [statistics.median(r["startup_s"]) for r in rows], "s"),
+        figure("control: cache-resident matmul loop, two at once / alone", col("compute_sharing_slowdown")),
+        figure("control: 64 MiB copy loop, two at once / alone", col("memory_sharing_slowdown")),
     ]
 
 

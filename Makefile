@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines test slurm-test lint dryrun report clean bench
+.PHONY: setup run baselines convergence test slurm-test lint dryrun report clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ run: setup
 # The MDM paper's Tables 1, 3 and 4 (five more full trainings: not part of `make run`).
 baselines: setup
 	snakemake baselines --cores $(CORES)
+
+# The 8-expert convergence study (MDM Sec. 4.1: Fig. 2, Fig. 3a): eight more experts.
+convergence: setup
+	snakemake convergence --cores $(CORES)
 
 report: setup
 	snakemake --cores 1 --report report.html

@@ -16,6 +16,7 @@ include: "rules/features.smk"
 include: "rules/training.smk"
 include: "rules/intervals.smk"
 include: "rules/baselines.smk"
+include: "rules/convergence.smk"
 include: "rules/evaluation.smk"
 
 

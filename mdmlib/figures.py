@@ -8,9 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: jobs run without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from .tables import RUN_LABELS  # noqa: E402
 
 
 def save_figure(fig, png_path: str | Path) -> None:
@@ -19,30 +17,6 @@ def save_figure(fig, png_path: str | Path) -> None:
     fig.savefig(png_path, dpi=150, bbox_inches="tight")
     fig.savefig(png_path.with_suffix(".pdf"), bbox_inches="tight")
     plt.close(fig)
-
-
-def fid_vs_cost_figure(series: dict[str, pd.DataFrame], baseline_seconds: float, png_path: str | Path,
-                       title: str = "") -> None:
-    """MDM Fig. 1: FID against normalised WCT and TC; 'o' best, 'x' end of run, dotted best FID."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, column, label in zip(axes, ("wct_seconds", "tc_seconds"), ("NWCT (%)", "NTC (%)")):
-        for i, (run, df) in enumerate(series.items()):
-            color = f"C{i}"
-            x = 100.0 * df[column].to_numpy() / baseline_seconds
-            fid = df["fid"].to_numpy()
-            ax.plot(x, fid, "-", color=color, label=RUN_LABELS.get(run, run))
-            best = int(np.argmin(fid))
-            ax.plot(x[best], fid[best], "o", color=color, markersize=8)
-            ax.plot(x[-1], fid[-1], "x", color=color, markersize=9)
-            ax.axhline(fid[best], color=color, linestyle=":", linewidth=1)
-        ax.set_xlabel(label)
-        ax.set_yscale("log")  # early points are often an order of magnitude above the best
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("FID")
-    axes[0].legend(title="o best, x end of run")
-    if title:
-        fig.suptitle(title)
-    save_figure(fig, png_path)
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:

@@ -112,6 +112,28 @@ def run_recipe(run: str, cfg: RunConfig) -> tuple[str, int]:
     raise ValueError(f"run {run!r} has no interval method")
 
 
+# ---------------------------------------------------------- the 8-expert study (`convergence`)
+
+
+def eight_expert_runs() -> list[str]:
+    """One evaluation run per expert: expert k over its snapshots, the others fully trained."""
+    return [f"expert8_{k}" for k in range(1, 9)]
+
+
+def eight_expert_models(cfg: RunConfig) -> list[str]:
+    T = cfg.diffusion.timesteps
+    fractions = tuple(k / 8 for k in range(1, 8))
+    return expert_models(paper_intervals(fractions, T).intervals, cfg.training.baseline_iterations, T)
+
+
+def point_snapshots(run: str, point: int, n_models: int, last_point: int) -> list[int]:
+    """The snapshot of each of a run's models at one evaluation point."""
+    if run.startswith("expert8_"):
+        varied = int(run.removeprefix("expert8_")) - 1
+        return [point if k == varied else last_point for k in range(n_models)]
+    return [point] * n_models
+
+
 _PINNED = []  # the slot lives as long as the process
 
 

@@ -7,8 +7,12 @@ from typing import Sequence
 import pandas as pd
 
 from .evaluation import load_samples
-from .figures import fid_vs_cost_figure, sample_grid_figure
-from .tables import RUN_LABELS, best_point, efficiency_table, quality_table, write_table
+from .convergence import ConvergenceRule
+from .convergence_figures import fig1, fig2, fig3a
+from .convergence_study import (eight_expert_boundaries, full_run_seconds, per_expert_curves, reallocation_record,
+                                slowest_intervals, table2)
+from .figures import sample_grid_figure
+from .tables import RUN_LABELS, best_point, quality_table, write_table
 
 
 def metric_setting(series: dict[str, pd.DataFrame]) -> str:
@@ -21,19 +25,22 @@ def metric_setting(series: dict[str, pd.DataFrame]) -> str:
     return f"features: {network}; {n} generated vs {m} validation images"
 
 
-def write_paper_tables(series: dict[str, pd.DataFrame], baseline_seconds: float, outputs,
-                       experiment: str) -> None:
+def write_paper_tables(series: dict[str, pd.DataFrame], run_models: dict[str, list[str]],
+                       timings: dict[str, pd.DataFrame], rule: ConvergenceRule, outputs, experiment: str) -> None:
     """outputs has quality_csv/_md, efficiency_csv/_md and figure (PNG; the PDF goes beside it)."""
     setting = metric_setting(series)
     quality = quality_table(series)
     write_table(quality, outputs.quality_csv, outputs.quality_md,
                 f"Table 3 form ({experiment}): each run at its best FID over its evaluation series; {setting}.")
-    efficiency = efficiency_table(series, baseline_seconds)
+    efficiency = table2(series, run_models, timings, rule)
+    baseline_seconds = full_run_seconds(timings[run_models["baseline"][0]])
     write_table(efficiency, outputs.efficiency_csv, outputs.efficiency_md,
                 f"Table 2 form ({experiment}): wall-clock time (NWCT) and total cost (NTC) in % of the "
-                f"baseline's measured full run ({baseline_seconds:.1f} s); MDM experts counted as parallel "
-                f"jobs (WCT = slowest expert, TC = sum); '-' = never beat the baseline's best FID; {setting}.")
-    fid_vs_cost_figure(series, baseline_seconds, outputs.figure, title=f"{experiment}: {setting}")
+                f"baseline's measured full run ({baseline_seconds:.1f} s), from the training logs; MDM experts "
+                f"counted as parallel jobs (WCT = slowest expert, TC = sum); converged = MDM's rule (FID change "
+                f"< {rule.max_change} for {rule.consecutive} points, within {rule.max_gap_to_best} of the best); "
+                f"baseline equivalent = first point below the baseline's best FID; '-' = not reached; {setting}.")
+    fig1(series, run_models, timings, outputs.figure, rule=rule, title=f"{experiment}: {setting}")
     print(quality.to_string(), efficiency.to_string(), sep="\n\n")
 
 
@@ -45,3 +52,27 @@ def write_sample_grid(series: pd.DataFrame, sample_paths: Sequence[str | Path], 
     title = (f"{RUN_LABELS.get(run, run)}, best-FID point {int(best['point'])} "
              f"(steps {best['steps']}), FID {best['fid']:.2f}")
     sample_grid_figure(samples["images"][: grid_size**2], grid_size, png_path, title)
+
+
+def write_convergence_study(series: list[pd.DataFrame], models: list[str], baseline_loss: pd.DataFrame,
+                            expert_losses: list[pd.DataFrame], rule: ConvergenceRule, timesteps: int,
+                            baseline_iterations: int, outputs, experiment: str) -> None:
+    """outputs: fig2_/fig3a_ png and pdf, slowest_intervals_ and reallocation_ csv and md."""
+    setting = metric_setting({f"expert {k + 1}": df for k, df in enumerate(series)})
+    curves, convergence = per_expert_curves(series, models, rule)
+    rule_text = (f"converged = FID change < {rule.max_change} for {rule.consecutive} points and within "
+                 f"{rule.max_gap_to_best} of the best")
+    fig3a(curves, convergence, outputs.fig3a_expert_convergence_png,
+          title=f"{experiment}: each expert with the others fully trained; {rule_text}")
+    fig2(baseline_loss, expert_losses, outputs.fig2_loss_per_interval_png, title=f"{experiment}: training loss per interval")
+    slowest = slowest_intervals(convergence)
+    write_table(slowest, outputs.slowest_intervals_csv, outputs.slowest_intervals_md,
+                f"Eight experts ({experiment}), fastest to slowest to converge; {rule_text}; "
+                f"never-converged last, nearest a plateau first; {setting}.")
+    realloc = reallocation_record(eight_expert_boundaries(timesteps), timesteps, baseline_iterations,
+                                  list(convergence["converged_at"]))
+    write_table(realloc, outputs.reallocation_csv, outputs.reallocation_md,
+                f"Budget reallocation ({experiment}): planned I_e = |tau_e|/T x {baseline_iterations}; "
+                f"converged experts stop at their convergence step and the freed iterations go to the others "
+                f"in proportion to their plans ({rule_text}).")
+    print(slowest.to_string(), realloc.to_string(), sep="\n\n")

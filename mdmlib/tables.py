@@ -30,30 +30,6 @@ def quality_table(series: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def efficiency_table(series: dict[str, pd.DataFrame], baseline_seconds: float) -> pd.DataFrame:
-    """NWCT and NTC (%) at the best score and at the first point beating the baseline's best FID."""
-    if not baseline_seconds > 0:
-        raise ValueError(f"baseline training time must be positive, got {baseline_seconds}")
-    baseline_best = series["baseline"]["fid"].min()
-    rows = []
-    for run, df in series.items():
-        best = best_point(df)
-        beats = df[df["fid"] < baseline_best]
-        equivalent = beats.iloc[0] if run != "baseline" and len(beats) else None
-        pct = lambda v: 100.0 * v / baseline_seconds  # noqa: E731
-        rows.append({
-            "method": RUN_LABELS.get(run, run),
-            "NWCT best score (%)": pct(best["wct_seconds"]),
-            "NWCT baseline equivalent (%)": pct(equivalent["wct_seconds"]) if equivalent is not None else math.nan,
-            "NTC best score (%)": pct(best["tc_seconds"]),
-            "NTC baseline equivalent (%)": pct(equivalent["tc_seconds"]) if equivalent is not None else math.nan,
-            "best FID": best["fid"],
-            "end-of-run NWCT (%)": pct(df["wct_seconds"].iloc[-1]),
-            "end-of-run NTC (%)": pct(df["tc_seconds"].iloc[-1]),
-        })
-    return pd.DataFrame(rows)
-
-
 def markdown_table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
     """A GitHub Markdown table; NaN prints as '-' (not reached / not applicable)."""
     def cell(v) -> str:

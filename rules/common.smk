@@ -1,8 +1,8 @@
 # Config validation, result paths and input functions shared by all rules.
 from mdmlib.config import INTERVAL_METHODS, load_config
 from mdmlib.intervals import read_choice
-from mdmlib.plan import (MODEL_PATTERN, baseline_model, baseline_run_models, baseline_runs, expert_models,
-                         run_names, run_recipe, run_routing)
+from mdmlib.plan import (MODEL_PATTERN, baseline_model, baseline_run_models, baseline_runs, eight_expert_models,
+                         eight_expert_runs, expert_models, point_snapshots, run_names, run_recipe, run_routing)
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -11,7 +11,8 @@ T = CFG.diffusion.timesteps
 N = CFG.experts.n
 BASELINE = baseline_model(CFG)
 BASELINE_RUNS = baseline_runs(CFG)  # MDM paper Tables 1, 3, 4: the `baselines` target
-RUNS = run_names(CFG) + BASELINE_RUNS
+EIGHT_RUNS = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
+RUNS = run_names(CFG) + BASELINE_RUNS + EIGHT_RUNS
 MAIN_RUNS = ["baseline", "mdm"]
 STUDY_METHODS = list(CFG.intervals.study.methods)
 SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
@@ -44,6 +45,8 @@ def run_models(run):
         return [BASELINE]
     if run in BASELINE_RUNS:
         return baseline_run_models(run, CFG)
+    if run in EIGHT_RUNS:
+        return eight_expert_models(CFG)
     method, total_iterations = run_recipe(run, CFG)
     choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
     return expert_models(choice.intervals, total_iterations, T)
@@ -76,7 +79,9 @@ def run_points(run):
 
 
 def point_checkpoints(wildcards):
-    return [f"{OUT}/models/{m}/point_{wildcards.point}.pt" for m in run_models(wildcards.run)]
+    models = run_models(wildcards.run)
+    snapshots = point_snapshots(wildcards.run, int(wildcards.point), len(models), POINTS[-1])
+    return [f"{OUT}/models/{m}/point_{p}.pt" for m, p in zip(models, snapshots)]
 
 
 def series_samples(wildcards):
@@ -95,3 +100,10 @@ def final_outputs():
 def baseline_outputs():
     return [f"{OUT}/tables/{name}.{ext}" for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid")
             for ext in ("csv", "md")]
+
+
+def convergence_outputs():
+    figures = [f"{OUT}/figures/{name}.{ext}" for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
+               for ext in ("png", "pdf")]
+    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("slowest_intervals", "reallocation") for ext in ("csv", "md")]
+    return figures + tables

@@ -49,7 +49,7 @@ rule evaluate_series:
 rule paper_tables:
     input:
         series=expand(f"{OUT}/metrics/{{run}}.csv", run=MAIN_RUNS),
-        baseline_timing=f"{OUT}/models/{BASELINE}/timing.csv",
+        timings=lambda wc: [f"{OUT}/models/{m}/timing.csv" for run in MAIN_RUNS for m in run_models(run)],
     output:
         quality_csv=report(f"{OUT}/tables/quality.csv", caption="../report/quality.rst", category="Tables"),
         quality_md=f"{OUT}/tables/quality.md",
@@ -59,6 +59,8 @@ rule paper_tables:
         figure_pdf=f"{OUT}/figures/fid_vs_cost.pdf",
     params:
         runs=MAIN_RUNS,
+        models=lambda wc: {run: run_models(run) for run in MAIN_RUNS},
+        rule=CFG.convergence,
         experiment=f"{CFG.data.dataset}/{CFG.experiment}",
     log:
         f"{OUT}/logs/paper_tables.log",

@@ -27,11 +27,11 @@ def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
         series = pd.read_csv(out / f"metrics/{run}.csv")
         assert quality.loc[quality["method"] == method, "FID"].item() == pytest.approx(series["fid"].min())
     efficiency = pd.read_csv(out / "tables/efficiency.csv")
-    assert efficiency.loc[0, "end-of-run NWCT (%)"] == pytest.approx(100.0)
+    assert efficiency.loc[0, "NWCT end of run, ideal (%)"] == pytest.approx(100.0)
     mdm = efficiency.iloc[1]
     assert np.isfinite(mdm["NWCT best score (%)"]) and np.isfinite(mdm["NTC best score (%)"])
     # Parallel experts: wall-clock time is the slowest expert, never more than the total cost.
-    assert mdm["end-of-run NWCT (%)"] < mdm["end-of-run NTC (%)"]
+    assert mdm["NWCT end of run, ideal (%)"] < mdm["NTC end of run (%)"]
     for name in ("quality", "efficiency"):
         text = (out / f"tables/{name}.md").read_text()
         assert "64 generated vs 64 validation images" in text and "features:" in text

@@ -5,8 +5,13 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
+from mdmlib.config import load_config
+from mdmlib.convergence import ConvergenceRule
 from mdmlib.reporting import write_paper_tables
 
+cfg = load_config(snakemake.config)
 series = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snakemake.input.series)}
-baseline_seconds = pd.read_csv(snakemake.input.baseline_timing)["elapsed_seconds"].iloc[-1]
-write_paper_tables(series, baseline_seconds, snakemake.output, snakemake.params.experiment)
+models = snakemake.params.models
+timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
+rule = ConvergenceRule(**vars(cfg.convergence))
+write_paper_tables(series, models, timings, rule, snakemake.output, snakemake.params.experiment)

@@ -1,0 +1,31 @@
+# MDM Sec. 4.1: eight experts on tau_i = (125(i-1), 125 i] (scaled to T) at equal budgets
+# summing to the baseline's; each expert's FID curve with the others fully trained (Fig. 3a),
+# the training loss per interval (Fig. 2), and which intervals converge slowest.
+# Not part of `rule all`: `snakemake --cores all convergence`.
+
+
+rule convergence_study:
+    input:
+        series=expand(f"{OUT}/metrics/{{run}}.csv", run=EIGHT_RUNS),
+        baseline_loss=f"{OUT}/models/{BASELINE}/loss.csv",
+        expert_losses=[f"{OUT}/models/{m}/loss.csv" for m in eight_expert_models(CFG)],
+    output:
+        **{f"{name}_{ext}": f"{OUT}/{kind}/{name}.{ext}" for kind, name in (
+            ("figures", "fig2_loss_per_interval"), ("figures", "fig3a_expert_convergence"),
+            ("tables", "slowest_intervals"), ("tables", "reallocation")) for ext in ("png", "pdf", "csv", "md")
+           if (kind == "figures") == (ext in ("png", "pdf"))},
+    params:
+        models=eight_expert_models(CFG),
+        rule=CFG.convergence,
+        experiment=f"{CFG.data.dataset}/{CFG.experiment}",
+    log:
+        f"{OUT}/logs/convergence_study.log",
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/convergence_study.py"
+
+
+rule convergence:
+    input:
+        convergence_outputs(),

@@ -1,0 +1,17 @@
+"""The 8-expert study: Fig. 2, Fig. 3(a), the slowest intervals and the budget reallocation."""
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import pandas as pd
+
+from mdmlib.config import load_config
+from mdmlib.convergence import ConvergenceRule
+from mdmlib.reporting import write_convergence_study
+
+cfg = load_config(snakemake.config)
+write_convergence_study([pd.read_csv(p) for p in snakemake.input.series], snakemake.params.models,
+                        pd.read_csv(snakemake.input.baseline_loss),
+                        [pd.read_csv(p) for p in snakemake.input.expert_losses],
+                        ConvergenceRule(**vars(cfg.convergence)), cfg.diffusion.timesteps,
+                        cfg.training.baseline_iterations, snakemake.output, snakemake.params.experiment)

@@ -29,7 +29,7 @@ WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "conf
                   "report", "envs"]
 SMOKE_OUT = Path("results/digits/smoke")
 COMPARED_DIRS = ("tables", "metrics")
-GPU_RULES = ("train_model", "train_baseline", "sample_point")
+GPU_RULES = ("train_model", "train_baseline", "sample_point", "seed_spread")  # resources: gpu=1 in rules/
 SLURM_REQUIRED = os.environ.get("MDM_TEST_SLURM") == "1"
 # The paper's tables: data, the interval checkpoint, GPU rules, training, sampling and
 # metrics, in about 15 jobs. The whole smoke DAG (with the interval study, ~55 jobs)

@@ -56,7 +56,9 @@ def test_the_study_trains_each_methods_intervals_at_equal_total_iterations(smoke
     assert (out / "figures/interval_study.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-@pytest.mark.parametrize("method", [m for m in INTERVAL_METHODS if m != "paper"])
+# Every method already runs end to end in the study runs above; two switches (one analysis of a
+# trained model, one of the schedule alone) check the experts.intervals wiring within CI's time.
+@pytest.mark.parametrize("method", ["attention", "snr"])
 def test_switching_the_method_retrains_only_the_experts_it_changes(smoke_run, tmp_path, method):
     """experts.intervals=<method>: the MDM run follows that method's file; the baseline is kept."""
     workdir = tmp_path / "workflow"

@@ -56,6 +56,7 @@ class TrainConfig:
     loss_bins: int = 8  # timestep bins of the logged loss (8 matches the paper's Fig. 2)
     threads: int = 1  # CPU threads of one training job (one job = one device)
     seed: int = 0
+    recipe: str = "adm"  # the main runs' baseline recipe: adm | p2w | soft_truncation | importance
 
 
 INTERVAL_METHODS = ("paper", "attention", "gradient", "optimal_denoiser", "snr", "uniform")

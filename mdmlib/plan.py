@@ -45,7 +45,7 @@ def train_job(name: str, cfg: RunConfig) -> TrainJob:
 def baseline_model(cfg: RunConfig, fraction: float = 1.0) -> str:
     """The single model on (0, T]; ``fraction`` < 1 names the same run stopped early (same seed)."""
     iterations = max(1, round(fraction * cfg.training.baseline_iterations))
-    return model_name(Interval(0, cfg.diffusion.timesteps), iterations)
+    return model_name(Interval(0, cfg.diffusion.timesteps), iterations, cfg.training.recipe)
 
 
 def expert_models(intervals: list[Interval], total_iterations: int, timesteps: int,
@@ -123,7 +123,8 @@ def eight_expert_runs() -> list[str]:
 def eight_expert_models(cfg: RunConfig) -> list[str]:
     T = cfg.diffusion.timesteps
     fractions = tuple(k / 8 for k in range(1, 8))
-    return expert_models(paper_intervals(fractions, T).intervals, cfg.training.baseline_iterations, T)
+    return expert_models(paper_intervals(fractions, T).intervals, cfg.training.baseline_iterations, T,
+                         cfg.training.recipe)
 
 
 def point_snapshots(run: str, point: int, n_models: int, last_point: int) -> list[int]:

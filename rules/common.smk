@@ -49,7 +49,7 @@ def run_models(run):
         return eight_expert_models(CFG)
     method, total_iterations = run_recipe(run, CFG)
     choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
-    return expert_models(choice.intervals, total_iterations, T)
+    return expert_models(choice.intervals, total_iterations, T, CFG.training.recipe)
 
 
 def feature_net_input(wildcards=None):

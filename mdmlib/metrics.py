@@ -123,6 +123,7 @@ def knn_radii(features: np.ndarray, k: int = 3, block_size: int = 10000) -> np.n
             block_smallest = torch.topk(block, min(k + 1, block.shape[1]), dim=1, largest=False, sorted=False).values
             merged = torch.cat([smallest, block_smallest], dim=1)
             smallest = torch.topk(merged, min(k + 1, merged.shape[1]), dim=1, largest=False, sorted=False).values
+            del block  # else the next block is allocated while this one is alive: two blocks at peak
         radii[r0 : r0 + len(rows)] = smallest.max(dim=1).values  # the (k+1)-th smallest = entry k
     return radii.numpy()
 
@@ -150,6 +151,7 @@ def precision_recall(
             d2 = _squared_distances(fake[f0:f1], real[r0:r1])
             fake_in_real[f0:f1] |= (d2 <= real_r2[None, r0:r1]).any(dim=1)
             real_in_fake[r0:r1] |= (d2 <= fake_r2[f0:f1, None]).any(dim=0)
+            del d2  # one block at peak, not two
     return float(fake_in_real.double().mean()), float(real_in_fake.double().mean())
 
 

@@ -32,7 +32,7 @@ rule train_model:
 # longest jobs or gate the interval analyses: start them first.
 use rule train_model as train_baseline with:
     wildcard_constraints:
-        model=rf"t0-{T}_i\d+(?:_[a-z_]+)?",
+        model=rf"t0-{T}_i\d+(?:_[a-z0-9_]+)?",
     priority: 10
 
 

@@ -38,3 +38,20 @@ def smoke_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     proc = snakemake(workdir, "--configfile", "configs/smoke.yaml")
     return workdir, proc
+
+
+def run_target_on_smoke_copy(smoke_run, tmp_path_factory, target: str) -> tuple[Path, str]:
+    """Build ``target`` in a copy of the smoke run (reusing what it made); returns the copy and
+    the dry-run plan printed first, which shows what the target had to add."""
+    workdir = tmp_path_factory.mktemp(target) / "workflow"
+    shutil.copytree(smoke_run[0], workdir, symlinks=True)  # copy2 keeps mtimes: nothing reruns for age
+    plan = snakemake(workdir, target, "--configfile", "configs/smoke.yaml", "-n").stdout
+    snakemake(workdir, target, "--configfile", "configs/smoke.yaml")
+    return workdir, plan
+
+
+def planned_jobs(plan: str) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    return {line.split()[0]: int(line.split()[1]) for line in plan.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+

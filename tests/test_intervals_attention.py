@@ -8,38 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from mdmlib.config import ModelConfig
 from mdmlib.diffusion import NoiseSchedule
 from mdmlib.intervals import read_choice, write_choice
 from mdmlib.intervals.attention import (attention_concentration, attention_intervals, attention_map,
                                         boundaries_from_fit, fit_segments)
 from mdmlib.sampling import ddim_timesteps
-from mdmlib.unet import AttentionBlock, ResBlock, UNet, record_attention
+from mdmlib.unet import AttentionBlock, UNet, record_attention
 
-TINY = ModelConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                   channels_per_head=4, dropout=0.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more only contend on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tiny_models import perturbed_unet
 
 
 def random_unet(seed: int = 0) -> UNet:
-    """Tiny U-Net with its zero-initialised layers perturbed, so attention and output depend on x and t."""
-    torch.manual_seed(seed)
-    model = UNet(TINY, 1, 8)
-    layers = [model.out[-1]] + [m.out_layers[-1] for m in model.modules() if isinstance(m, ResBlock)]
-    layers += [m.proj for m in model.modules() if isinstance(m, AttentionBlock)]
-    with torch.no_grad():
-        for layer in layers:
-            for p in layer.parameters():
-                p.normal_(0.0, 0.3)
-    return model.eval()
+    return perturbed_unet(seed, scale=0.3, dropout=0.0, eval_mode=True)
 
 
 # --- the statistic -------------------------------------------------------------------------------

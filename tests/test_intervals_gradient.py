@@ -8,36 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from mdmlib.config import ModelConfig
 from mdmlib.diffusion import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.intervals import read_choice, write_choice
 from mdmlib.intervals.gradient import (best_cutoffs, gradient_intervals, gradient_similarity, grid_cells,
                                        loss_gradient, objective)
-from mdmlib.unet import AttentionBlock, ResBlock, UNet
+from mdmlib.unet import UNet
 
-TINY = ModelConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                   channels_per_head=4, dropout=0.5)  # dropout on: the gradients must still be deterministic
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more only contend on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tiny_models import perturbed_unet
 
 
 def random_unet(seed: int = 0) -> UNet:
-    torch.manual_seed(seed)
-    model = UNet(TINY, 1, 8)
-    layers = [model.out[-1]] + [m.out_layers[-1] for m in model.modules() if isinstance(m, ResBlock)]
-    layers += [m.proj for m in model.modules() if isinstance(m, AttentionBlock)]
-    with torch.no_grad():
-        for layer in layers:
-            for p in layer.parameters():
-                p.normal_(0.0, 0.2)
-    return model
+    return perturbed_unet(seed, scale=0.2, dropout=0.5, eval_mode=False)
 
 
 def tiny_images(count: int = 4, seed: int = 3) -> torch.Tensor:

@@ -1,28 +1,21 @@
 """`snakemake baselines`: the MDM paper's Tables 1, 3 and 4 from a real (smoke) run."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMOKE_OUT, snakemake
+from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 
 
 @pytest.fixture(scope="module")
 def baselines_run(smoke_run, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("baselines") / "workflow"
-    shutil.copytree(smoke_run[0], workdir, symlinks=True)  # reuses the ADM baseline, its MDM and the feature net
-    plan = snakemake(workdir, "baselines", "--configfile", "configs/smoke.yaml", "-n").stdout
-    snakemake(workdir, "baselines", "--configfile", "configs/smoke.yaml")
-    return workdir, plan
+    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "baselines")
 
 
 def test_only_the_new_recipes_are_trained(baselines_run):
     _, plan = baselines_run
-    lines = {line.split()[0]: int(line.split()[1]) for line in plan.splitlines()
-             if len(line.split()) == 2 and line.split()[1].isdigit()}
+    lines = planned_jobs(plan)
     # P2W, Soft-truncation and importance baselines; P2W and Soft-truncation experts.
     assert lines["train_baseline"] == 3 and lines["train_model"] == 6
     assert "prepare_data" not in lines and "train_feature_net" not in lines

@@ -1,28 +1,21 @@
 """`snakemake convergence`: the 8-expert study (MDM Sec. 4.1) from a real (smoke) run."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMOKE_OUT, snakemake
+from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 
 
 @pytest.fixture(scope="module")
 def convergence_run(smoke_run, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("convergence") / "workflow"
-    shutil.copytree(smoke_run[0], workdir, symlinks=True)  # reuses the baseline and the feature net
-    plan = snakemake(workdir, "convergence", "--configfile", "configs/smoke.yaml", "-n").stdout
-    snakemake(workdir, "convergence", "--configfile", "configs/smoke.yaml")
-    return workdir, plan
+    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "convergence")
 
 
 def test_eight_equal_experts_are_trained_and_the_baseline_reused(convergence_run):
     workdir, plan = convergence_run
-    counts = {line.split()[0]: int(line.split()[1]) for line in plan.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = planned_jobs(plan)
     assert counts["train_model"] == 8 and "train_baseline" not in counts
     realloc = pd.read_csv(workdir / SMOKE_OUT / "tables/reallocation.csv")
     assert realloc["planned"].tolist() == [5] * 8  # 40 baseline iterations split evenly

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from mdmlib.config import ModelConfig
 from mdmlib.diffusion import NoiseSchedule
 from mdmlib.sampling import StackedRandomGenerator, ddim_sample, ddim_timesteps, generate_images
-from mdmlib.unet import AttentionBlock, ResBlock, UNet
+from mdmlib.unet import UNet
 
-TINY = ModelConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
-                   channels_per_head=4, dropout=0.0)
+from tiny_models import perturbed_unet
+
 X_STAR = 0.3  # every pixel of the single data point, in [-1, 1]
 
 
@@ -27,16 +26,7 @@ def point_mass_oracle(schedule: NoiseSchedule, x_star: float = X_STAR):
 
 
 def random_unet(seed: int = 0) -> UNet:
-    """A tiny U-Net whose zero-initialised layers are perturbed so its output depends on x and t."""
-    torch.manual_seed(seed)
-    model = UNet(TINY, 1, 8)
-    layers = [model.out[-1]] + [m.out_layers[-1] for m in model.modules() if isinstance(m, ResBlock)]
-    layers += [m.proj for m in model.modules() if isinstance(m, AttentionBlock)]
-    with torch.no_grad():
-        for layer in layers:
-            for p in layer.parameters():
-                p.normal_(0.0, 0.1)
-    return model.eval()
+    return perturbed_unet(seed, scale=0.1, dropout=0.0, eval_mode=True)
 
 
 def test_ddim_timesteps_1000_50():

@@ -33,7 +33,7 @@ report: setup
 	snakemake --cores 1 --report report.html
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 # The SLURM profile on a one-node cluster started here (root, Debian), as CI runs it.
 # The cluster stays up for the next run: .ci/slurm_cluster.sh stop ends it.

@@ -33,6 +33,7 @@ from ..figures import plt, save_figure
 from ..sampling import ddim_sample, ddim_timesteps
 from ..unet import record_attention
 from .choice import IntervalChoice
+from .partition import best_partition
 
 
 def attention_concentration(weights: torch.Tensor) -> torch.Tensor:
@@ -90,18 +91,7 @@ def fit_segments(x: np.ndarray, y: np.ndarray, n: int, min_points: int = 2) -> S
     if n < 1 or min_points < 1 or n * min_points > count:
         raise ValueError(f"cannot fit {n} segments of >= {min_points} points to {count} points")
     cost = _segment_costs(x, y, min_points)
-    best = np.full((n + 1, count + 1), np.inf)
-    split = np.zeros((n + 1, count + 1), dtype=int)
-    best[0, 0] = 0.0
-    for k in range(1, n + 1):
-        for j in range(1, count + 1):
-            total = best[k - 1, :j] + cost[:j, j]
-            split[k, j] = int(np.argmin(total))
-            best[k, j] = total[split[k, j]]
-    edges = [count]
-    for k in range(n, 0, -1):
-        edges.append(split[k, edges[-1]])
-    edges.reverse()
+    edges, _ = best_partition(cost, n)
     slopes, intercepts, residual = [], [], 0.0
     for lo, hi in zip(edges, edges[1:]):
         slope, intercept = np.polyfit(x[lo:hi], y[lo:hi], 1) if hi - lo > 1 else (0.0, y[lo])

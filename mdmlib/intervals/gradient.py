@@ -29,6 +29,7 @@ import torch
 from ..diffusion import NoiseSchedule, epsilon_loss_per_sample
 from ..figures import plt, save_figure
 from .choice import IntervalChoice
+from .partition import best_partition
 
 
 def grid_cells(timesteps: int, grid: int) -> tuple[list[int], list[int]]:
@@ -76,18 +77,8 @@ def best_cutoffs(similarity: np.ndarray, n: int, sizes: Sequence[float] | None =
     width = size_prefix[None, :] - size_prefix[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(width > 0, block / width, -np.inf) / s.sum()
-    best = np.full((n + 1, count + 1), -np.inf)
-    split = np.zeros((n + 1, count + 1), dtype=int)
-    best[0, 0] = 0.0
-    for k in range(1, n + 1):
-        for j in range(1, count + 1):
-            total = best[k - 1, :j] + gain[:j, j]
-            split[k, j] = int(np.argmax(total))
-            best[k, j] = total[split[k, j]]
-    edges = [count]
-    for k in range(n, 0, -1):
-        edges.append(int(split[k, edges[-1]]))
-    cuts = tuple(reversed(edges[1:-1]))
+    edges, _ = best_partition(-gain, n)  # maximise J
+    cuts = tuple(edges[1:-1])
     return cuts, objective(sim, cuts, s)
 
 

@@ -28,6 +28,7 @@ import torch
 from ..data import to_model_range
 from ..diffusion import NoiseSchedule
 from .choice import IntervalChoice
+from .partition import best_partition
 
 METHOD = "optimal_denoiser"
 FIGURE_NAME = "optimal_denoiser_distance.png"
@@ -129,19 +130,8 @@ def partition_grid(distance: np.ndarray, n: int, weights: np.ndarray | None = No
         raise ValueError(f"cannot split {cells} grid cells into {n} non-empty intervals")
     weights = np.ones(cells) if weights is None else np.asarray(weights, dtype=np.float64)
     cost = _block_costs(distance, weights)
-    best = np.full((n + 1, cells + 1), np.inf)
-    best[0, 0] = 0.0
-    start = np.zeros((n + 1, cells + 1), dtype=int)
-    for k in range(1, n + 1):
-        for end in range(k, cells + 1):
-            candidates = best[k - 1, :end] + cost[:end, end]
-            start[k, end] = int(np.argmin(candidates))
-            best[k, end] = candidates[start[k, end]]
-    cuts, end = [], cells
-    for k in range(n, 1, -1):
-        end = int(start[k, end])
-        cuts.append(end)
-    return sorted(cuts), float(best[n, cells])
+    edges, minimum = best_partition(cost, n)
+    return edges[1:-1], minimum
 
 
 def optimal_denoiser_intervals(train_images: np.ndarray, schedule: NoiseSchedule, ns: Sequence[int] = (2, 3, 4, 5),

@@ -25,6 +25,12 @@ METRICS = ("fid", "sfid", "precision", "recall")
 COLUMNS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
 
 
+def checkpoints_by_point(paths: Sequence[str], models_per_point: int) -> dict[int, list[str]]:
+    """Point number (from 1) -> its checkpoints, from a flat point-major list."""
+    return {p + 1: list(paths[p * models_per_point:(p + 1) * models_per_point])
+            for p in range(len(paths) // models_per_point)}
+
+
 def seed_spread(run: str, series: pd.DataFrame, checkpoints_by_point: dict[int, list[str]], sampling: SamplingConfig,
                 metrics: MetricsConfig, feature_net_path: str | None, reference_path: str, sets: int,
                 scratch_dir: str | Path, device: torch.device, routing: list[list[int]] | None = None,

@@ -5,15 +5,13 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from mdmlib.baselines import seed_spread
+from mdmlib.baselines import checkpoints_by_point, seed_spread
 from mdmlib.config import load_config
 from mdmlib.plan import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)
-per_point = len(snakemake.params.models)
-paths = list(snakemake.input.checkpoints)
-by_point = {p + 1: paths[p * per_point:(p + 1) * per_point] for p in range(len(paths) // per_point)}
+by_point = checkpoints_by_point(list(snakemake.input.checkpoints), len(snakemake.params.models))
 spread = seed_spread(snakemake.wildcards.run, pd.read_csv(snakemake.input.series), by_point, cfg.sampling,
                      cfg.metrics, snakemake.input.get("net"), snakemake.input.reference, snakemake.params.sets,
                      snakemake.params.scratch, device, routing=snakemake.params.routing, log=print)

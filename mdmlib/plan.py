@@ -42,6 +42,27 @@ def train_job(name: str, cfg: RunConfig) -> TrainJob:
                     recipe=match.group(4) or DEFAULT_RECIPE)
 
 
+def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str, int] | None:
+    """(longer model, point) whose snapshot is ``model``'s final weights, or None.
+
+    Training has no budget-dependent part (constant learning rate; data, timesteps and noise
+    from a generator seeded by the config), so a model trained for k steps equals a model of
+    the same interval and recipe with a longer budget at its snapshot of step k
+    (``test_short_run_is_the_snapshot_of_a_longer_one``). Study runs whose budgets fall on
+    the main runs' evaluation points therefore train nothing.
+    """
+    target = MODEL_NAME.fullmatch(model)
+    lo, hi, steps, recipe = target.group(1), target.group(2), int(target.group(3)), target.group(4)
+    for other in candidates:
+        match = MODEL_NAME.fullmatch(other)
+        if (match.group(1), match.group(2), match.group(4)) != (lo, hi, recipe) or int(match.group(3)) <= steps:
+            continue
+        snapshots = snapshot_steps(int(match.group(3)), points)
+        if steps in snapshots:
+            return other, snapshots.index(steps) + 1
+    return None
+
+
 def baseline_model(cfg: RunConfig, fraction: float = 1.0) -> str:
     """The single model on (0, T]; ``fraction`` < 1 names the same run stopped early (same seed)."""
     iterations = max(1, round(fraction * cfg.training.baseline_iterations))

@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import to_model_range
 from .diffusion import NoiseSchedule, epsilon_loss_per_sample
+from .distributed import DataParallel
 from .experts import Interval
 from .timestep_sampling import DEFAULT_RECIPE, RECIPES, UniformIntervalSampler, make_sampler
 from .unet import UNet
@@ -57,6 +58,7 @@ class TrainState:
     restarts: int = 0
     loss_rows: list[dict] = field(default_factory=list)
     timing_rows: list[dict] = field(default_factory=list)
+    forward: torch.nn.Module | None = None  # the DDP wrapper of ``model`` when data-parallel
 
 
 def new_state(cfg: RunConfig, in_channels: int, device: torch.device,
@@ -134,23 +136,28 @@ class IntervalLossMeter:
 
 
 def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
-               sampler: UniformIntervalSampler, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+               sampler: UniformIntervalSampler, batch_size: int,
+               parallel: DataParallel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on the sampler's timesteps, the loss scaled by the sampler's weights.
 
-    Returns the unweighted per-sample epsilon MSE: the logged loss curves then compare
-    across recipes, and the loss-aware sampler learns from the same quantity.
+    Returns the unweighted per-sample epsilon MSE of the global batch: the logged loss curves
+    then compare across recipes, and the loss-aware sampler learns from the same quantity.
+    Data-parallel, each process draws the global batch and trains on its slice.
     """
     idx = torch.randint(len(images), (batch_size,), generator=state.generator)
     t, weights = sampler.sample(batch_size, state.generator)
     noise = torch.randn((batch_size, *images.shape[1:]), generator=state.generator)
     device = next(state.model.parameters()).device
-    x0, t, noise, weights = images[idx].to(device), t.to(device), noise.to(device), weights.to(device)
-    losses = epsilon_loss_per_sample(state.model, schedule, x0, t, noise)
+    t = t.to(device)
+    mine = parallel.part(batch_size) if parallel else slice(None)
+    x0, noise, weights = images[idx[mine]].to(device), noise[mine].to(device), weights[mine].to(device)
+    losses = epsilon_loss_per_sample(state.forward or state.model, schedule, x0, t[mine], noise)
     state.optimizer.zero_grad(set_to_none=True)
-    (losses * weights).mean().backward()
+    (losses * weights).mean().backward()  # DDP averages the slices' gradients: the global mean
     state.optimizer.step()
-    sampler.update(t, losses.detach())
-    return t, losses.detach()
+    losses = parallel.gather(losses.detach()) if parallel else losses.detach()
+    sampler.update(t, losses)
+    return t, losses
 
 
 def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob) -> str | None:
@@ -176,14 +183,15 @@ def snapshot_path(state_dir: Path, step: int) -> Path:
 
 def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_dir: str | Path,
                  device: torch.device, log: Callable[[str], None] = print,
-                 stop_after: int | None = None) -> TrainState:
+                 stop_after: int | None = None, parallel: DataParallel | None = None) -> TrainState:
     """Train ``job`` to its budget with its recipe, resuming from ``state_dir/latest.pt`` when present.
 
     The checkpoint holds the sampler's state (the importance sampler's loss history) next
     to the generator it draws from, so a resumed run ends bit-identical to an uninterrupted one.
 
     ``stop_after`` ends the run early once that step's checkpoint is written (tests use
-    it to stand for a kill).
+    it to stand for a kill). ``parallel``: this process's part in data-parallel training
+    (``mdmlib.distributed``); only its rank 0 writes.
     """
     tc, state_dir = cfg.training, Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -196,17 +204,21 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
         if mismatch:
             log(f"[{job.name}] not resuming {latest}: it was trained with a different {mismatch}; starting afresh")
             for stale in state_dir.glob("*.pt"):
-                stale.unlink()
+                stale.unlink(missing_ok=True)  # data-parallel: every process clears
         else:
             restore_state(state, ckpt)
             log(f"[{job.name}] resumed at step {state.step}/{job.iterations} (restart {state.restarts})")
+    if parallel:
+        from torch.nn.parallel import DistributedDataParallel
+        state.forward = DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda" else None)
+    writes = parallel is None or parallel.writes
     images = to_model_range(train_images)
     meter = IntervalLossMeter(cfg.diffusion.timesteps, tc.loss_bins)
     snapshots = set(job.snapshot_steps)
     started, last_logged = time.perf_counter(), state.step
     while state.step < job.iterations and (stop_after is None or state.step < stop_after):
         state.model.train()
-        t, losses = train_step(state, schedule, images, state.sampler, tc.batch_size)
+        t, losses = train_step(state, schedule, images, state.sampler, tc.batch_size, parallel)
         state.step += 1
         update_ema(state.ema, state.model, tc.ema_decay, state.step)
         meter.add(t, losses)
@@ -222,12 +234,12 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             log_progress(log, job, state, seconds, meter)
             meter.reset()
             started, last_logged = time.perf_counter(), state.step
-        if state.step in snapshots:
+        if state.step in snapshots and writes:
             payload = checkpoint_payload(cfg, job, state, with_optimizer=False)
             unlogged = time.perf_counter() - started if last_logged != state.step else 0.0
             payload["elapsed_seconds"] = state.elapsed_seconds + unlogged
             save_checkpoint(snapshot_path(state_dir, state.step), payload)
-        if state.step % tc.checkpoint_every == 0 or state.step == job.iterations:
+        if writes and (state.step % tc.checkpoint_every == 0 or state.step == job.iterations):
             save_checkpoint(latest, checkpoint_payload(cfg, job, state))
     return state
 

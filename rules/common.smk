@@ -2,7 +2,8 @@
 from mdmlib.config import INTERVAL_METHODS, load_config
 from mdmlib.intervals import read_choice
 from mdmlib.plan import (MODEL_PATTERN, baseline_model, baseline_run_models, baseline_runs, eight_expert_models,
-                         eight_expert_runs, expert_models, point_snapshots, run_names, run_recipe, run_routing)
+                         eight_expert_runs, expert_models, point_snapshots, run_names, run_recipe, run_routing,
+                         snapshot_source)
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -62,7 +63,7 @@ def selection_inputs(wildcards):
         inputs["train"] = rules.prepare_data.output.train
     if wildcards.method in ("attention", "gradient"):
         fraction = getattr(CFG.intervals, wildcards.method).checkpoint_fraction
-        inputs["model"] = f"{OUT}/models/{baseline_model(CFG, fraction)}/point_{POINTS[-1]}.pt"
+        inputs["model"] = checkpoint_file(baseline_model(CFG, fraction), POINTS[-1], [BASELINE])
     return inputs
 
 
@@ -78,14 +79,42 @@ def run_points(run):
     return POINTS[-1:] if run.startswith("study_") else POINTS
 
 
+def checkpoint_file(model, point, longer_models=()):
+    """A model's snapshot at a point. Its final weights are a longer model's snapshot when one
+    of ``longer_models`` (same interval and recipe) has a snapshot at its budget: that model
+    is then never trained on its own (mdmlib.plan.snapshot_source says why this is exact)."""
+    if point == POINTS[-1]:
+        source = snapshot_source(model, list(longer_models), len(POINTS))
+        if source:
+            model, point = source
+    return f"{OUT}/models/{model}/point_{point}.pt"
+
+
+def run_checkpoints(run, point):
+    models = run_models(run)
+    snapshots = point_snapshots(run, point, len(models), POINTS[-1])
+    # Study runs (end point only) are served by the main runs' snapshots where budgets meet.
+    longer = [m for main in MAIN_RUNS for m in run_models(main)] if run.startswith("study_") else []
+    return [checkpoint_file(m, p, longer) for m, p in zip(models, snapshots)]
+
+
 def point_checkpoints(wildcards):
-    models = run_models(wildcards.run)
-    snapshots = point_snapshots(wildcards.run, int(wildcards.point), len(models), POINTS[-1])
-    return [f"{OUT}/models/{m}/point_{p}.pt" for m, p in zip(models, snapshots)]
+    return run_checkpoints(wildcards.run, int(wildcards.point))
+
+
+def point_samples(run, point):
+    """A study point whose checkpoints are a main run's point reuses its samples (same seeds)."""
+    if run.startswith("study_"):
+        checkpoints = run_checkpoints(run, point)
+        for main in MAIN_RUNS:
+            for main_point in POINTS:
+                if run_checkpoints(main, main_point) == checkpoints:
+                    return f"{OUT}/samples/{main}/point_{main_point}.npz"
+    return f"{OUT}/samples/{run}/point_{point}.npz"
 
 
 def series_samples(wildcards):
-    return [f"{OUT}/samples/{wildcards.run}/point_{p}.npz" for p in run_points(wildcards.run)]
+    return [point_samples(wildcards.run, p) for p in run_points(wildcards.run)]
 
 
 def final_outputs():

@@ -134,3 +134,16 @@ def test_checkpoints_of_experts_compose_into_a_routed_mixture(tmp_path, images):
         out = mixture(x, t)
         assert torch.equal(out[:1], mixture.experts[0](x[:1], t[:1]))
         assert torch.equal(out[1:], mixture.experts[1](x[1:], t[1:]))
+
+
+def test_short_run_is_the_snapshot_of_a_longer_one(tmp_path, images):
+    """Why the pipeline may serve a k-step model from a longer model's step-k snapshot
+    (mdmlib.plan.snapshot_source): nothing in training depends on the budget."""
+    torch.set_num_threads(1)
+    cfg, device = load_config(TINY), torch.device("cpu")
+    short = run_training(cfg, tiny_job(iterations=4), images, tmp_path / "short", device, log=lambda s: None)
+    run_training(cfg, tiny_job(iterations=12), images, tmp_path / "long", device, log=lambda s: None)
+    snapshot = load_checkpoint(snapshot_path(tmp_path / "long", 4))
+    assert snapshot["step"] == short.step == 4
+    assert states_equal(snapshot["ema"], short.ema.state_dict())
+    assert states_equal(snapshot["model"], short.model.state_dict())

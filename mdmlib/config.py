@@ -55,6 +55,7 @@ class TrainConfig:
     eval_points: int = 6  # snapshots per run, evenly spaced over its budget, for the evaluation series
     loss_bins: int = 8  # timestep bins of the logged loss (8 matches the paper's Fig. 2)
     threads: int = 1  # CPU threads of one training job (one job = one device)
+    data_parallel: int = 1  # processes (GPUs) per training job; > 1 runs it under torchrun (mdmlib.distributed)
     seed: int = 0
     recipe: str = "adm"  # the main runs' baseline recipe: adm | p2w | soft_truncation | importance
 
@@ -280,6 +281,9 @@ def _check_consistency(cfg: RunConfig) -> None:
     study = cfg.intervals.study.methods
     if len(set(study)) != len(study):
         raise ValueError(f"config key 'intervals.study.methods': repeated method in {list(study)}")
+    if cfg.training.batch_size % cfg.training.data_parallel:
+        raise ValueError(f"config key 'training.data_parallel': {cfg.training.data_parallel} processes must "
+                         f"divide training.batch_size ({cfg.training.batch_size}) evenly")
     if cfg.training.checkpoint_every % cfg.training.log_every:
         raise ValueError("config key 'training.checkpoint_every': must be a multiple of training.log_every "
                          "so a resumed run repeats no logged interval")

@@ -79,12 +79,25 @@ def acquire_gpu_slot(devices: list[str], lock_dir: Path | None = None, timeout_s
         time.sleep(poll_s)
 
 
-def pin_to_free_gpu(log: Callable[[str], None] = print) -> GpuSlot | None:
-    """Take a GPU slot and pin this process to it; None (CPU) when no GPU is visible."""
+def pin_to_free_gpus(count: int = 1, log: Callable[[str], None] = print) -> list[GpuSlot]:
+    """Take ``count`` GPU slots and pin this process (and its children) to them; [] (CPU)
+    when no GPU is visible. Data-parallel jobs take several; Snakemake's ``gpu`` resource
+    (the rule asks for ``count``) keeps jobs from asking for more than there are."""
     devices = visible_devices()
     if not devices:
-        return None
-    slot = acquire_gpu_slot(devices, log=log)
-    os.environ["CUDA_VISIBLE_DEVICES"] = slot.device_id
-    log(f"pinned to GPU {slot.device_id} (lock {slot.lock_path})")
-    return slot
+        return []
+    if count > len(devices):
+        raise ValueError(f"a job needs {count} GPUs but only {devices} are visible")
+    slots: list[GpuSlot] = []
+    for _ in range(count):
+        free = [d for d in devices if d not in {s.device_id for s in slots}]
+        slots.append(acquire_gpu_slot(free, log=log))
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(s.device_id for s in slots)
+    log(f"pinned to GPU {os.environ['CUDA_VISIBLE_DEVICES']} (locks in {slots[0].lock_path.parent})")
+    return slots
+
+
+def pin_to_free_gpu(log: Callable[[str], None] = print) -> GpuSlot | None:
+    """Take a GPU slot and pin this process to it; None (CPU) when no GPU is visible."""
+    slots = pin_to_free_gpus(1, log)
+    return slots[0] if slots else None

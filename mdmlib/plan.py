@@ -11,7 +11,7 @@ import torch
 
 from .config import RunConfig
 from .experts import Interval, expert_budgets
-from .gpu_slots import pin_to_free_gpu
+from .gpu_slots import pin_to_free_gpus
 from .intervals.fixed import paper_intervals
 from .training import DEFAULT_RECIPE, TrainJob, snapshot_steps
 
@@ -159,16 +159,14 @@ def point_snapshots(run: str, point: int, n_models: int, last_point: int) -> lis
 _PINNED = []  # the slot lives as long as the process
 
 
-def job_device(threads: int, gpu: bool = False) -> torch.device:
+def job_device(threads: int, gpu: bool = False, gpus: int = 1) -> torch.device:
     """CUDA when present, else the CPU limited to the rule's threads (no oversubscription).
 
-    ``gpu=True`` (rules with ``resources: gpu=1``) first takes a free GPU slot, so jobs run
-    side by side with ``--resources gpu=N`` each get their own device.
+    ``gpu=True`` (rules with ``resources: gpu=N``) first takes ``gpus`` free GPU slots, so
+    jobs run side by side with ``--resources gpu=N`` each get their own devices.
     """
     if gpu and not _PINNED:
-        slot = pin_to_free_gpu()
-        if slot is not None:
-            _PINNED.append(slot)
+        _PINNED.extend(pin_to_free_gpus(gpus))
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

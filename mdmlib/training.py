@@ -166,7 +166,8 @@ def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob) -> str | None:
     for section in ("data", "diffusion", "model"):
         if saved[section] != now[section]:
             return section
-    ignore = {"threads"}  # does not change what a step computes
+    # Neither changes the global batch a step trains on (data-parallel processes split it).
+    ignore = {"threads", "data_parallel"}
     if {k: v for k, v in saved["training"].items() if k not in ignore} != \
             {k: v for k, v in now["training"].items() if k not in ignore}:
         return "training"

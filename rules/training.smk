@@ -17,7 +17,7 @@ rule train_model:
         state_dir=lambda wc: f"{OUT}/state/{wc.model}",
     threads: CFG.training.threads
     resources:
-        gpu=1,
+        gpu=CFG.training.data_parallel,
     log:
         f"{OUT}/logs/train_model/{{model}}.log",
     benchmark:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mdmlib import gpu_slots
-from mdmlib.gpu_slots import acquire_gpu_slot, pin_to_free_gpu, try_lock, visible_devices
+from mdmlib.gpu_slots import acquire_gpu_slot, pin_to_free_gpu, pin_to_free_gpus, try_lock, visible_devices
 
 
 def test_visible_devices_follow_cuda_visible_devices():
@@ -82,3 +82,15 @@ def test_pin_to_free_gpu_indexes_into_an_existing_allocation(tmp_path, monkeypat
 def test_no_visible_gpu_means_the_cpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert pin_to_free_gpu(log=lambda s: None) is None
+
+
+def test_a_data_parallel_job_takes_several_free_slots_and_sees_only_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_slots, "default_lock_dir", lambda: tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    blocker = acquire_gpu_slot(["1"], tmp_path, log=lambda s: None)
+    slots = pin_to_free_gpus(2, log=lambda s: None)
+    assert [s.device_id for s in slots] == ["0", "2"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0,2"
+    with pytest.raises(ValueError, match="needs 3 GPUs"):
+        pin_to_free_gpus(3, log=lambda s: None)  # only 0 and 2 are visible to this process now
+    for slot in (*slots, blocker):
+        slot.release()

@@ -161,3 +161,16 @@ def test_inception_metrics_skip_the_feature_net_and_take_a_gpu_slot(tmp_path):
     missing = snakemake(workdir, "--configfile", "configs/smoke.yaml", "inception.yaml", "--config",
                         "metrics={'features': 'inception', 'inception_weights': 'absent.pth'}", "-n", check=False)
     assert missing.returncode != 0 and "absent.pth" in missing.stdout + missing.stderr
+
+
+def test_a_data_parallel_training_job_runs_under_torchrun(tmp_path):
+    """training.data_parallel: 2 makes the training rule launch two gloo processes here (GPUs
+    on a workstation: the job takes two slots) and publish their run like any other."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "ddp.yaml").write_text("training: {baseline_iterations: 20, threads: 2, data_parallel: 2}\n"
+                                      "experiment: ddp\n")
+    model = "results/digits/ddp/models/t0-1000_i20"
+    snakemake(workdir, f"{model}/timing.csv", "--configfile", "configs/smoke.yaml", "ddp.yaml")
+    log = (workdir / "results/digits/ddp/logs/train_model/t0-1000_i20.log").read_text()
+    assert "2 process(es)" in log and "data-parallel over 2 processes on cpu" in log
+    assert pd.read_csv(workdir / model / "timing.csv")["step"].iloc[-1] == 20

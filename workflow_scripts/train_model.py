@@ -5,14 +5,21 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "a", buffering=1)  # append: ke
 
 from mdmlib.config import load_config
 from mdmlib.data import load_split
+from mdmlib.distributed import launch_data_parallel
 from mdmlib.plan import job_device, train_job
 from mdmlib.training import run_training, write_training_outputs
 
 cfg = load_config(snakemake.config)
 job = train_job(snakemake.wildcards.model, cfg)
-device = job_device(snakemake.threads, gpu=True)
-print(f"{job} on {device} with {snakemake.threads} thread(s)")
-images, _ = load_split(snakemake.input.train)
-run_training(cfg, job, images, snakemake.params.state_dir, device, log=print)
+processes = cfg.training.data_parallel
+device = job_device(snakemake.threads, gpu=True, gpus=processes)
+print(f"{job} on {device} with {snakemake.threads} thread(s), {processes} process(es)")
+if processes > 1:
+    sys.stdout.flush()
+    launch_data_parallel(cfg.to_dict(), job.name, snakemake.input.train, snakemake.params.state_dir,
+                         processes, snakemake.threads, log_path=snakemake.log[0])
+else:
+    images, _ = load_split(snakemake.input.train)
+    run_training(cfg, job, images, snakemake.params.state_dir, device, log=print)
 write_training_outputs(snakemake.params.state_dir, job, snakemake.output.snapshots,
                        snakemake.output.loss, snakemake.output.timing)

@@ -197,6 +197,15 @@ def full_run_seconds(timing: pd.DataFrame) -> float:
     return seconds_at_step(timing, int(timing["step"].iloc[-1]))
 
 
+def measured_span_seconds(timings: Sequence[pd.DataFrame]) -> float:
+    """Wall clock from the first model's start to the last one's end, as the models really ran
+    (side by side or not, restarts included); NaN for logs written before timestamps."""
+    if not all("wall_clock" in t.columns and t["wall_clock"].notna().all() for t in timings):
+        return math.nan
+    starts = [t["wall_clock"].iloc[0] - t["interval_seconds"].iloc[0] for t in timings]
+    return float(max(t["wall_clock"].iloc[-1] for t in timings) - min(starts))
+
+
 def normalised_costs(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
                      timings: Mapping[str, pd.DataFrame], baseline: str = "baseline") -> dict[str, pd.DataFrame]:
     """Each run's series with ``wct_timed`` / ``tc_timed`` (seconds) and ``nwct`` / ``ntc`` (%).

@@ -231,7 +231,8 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             state.loss_rows += meter.rows(state.step)
             state.timing_rows.append({"step": state.step, "interval_steps": state.step - last_logged,
                                       "interval_seconds": seconds, "elapsed_seconds": state.elapsed_seconds,
-                                      "restarts": state.restarts})
+                                      "restarts": state.restarts,
+                                      "wall_clock": time.time()})  # when: spans of jobs run side by side
             log_progress(log, job, state, seconds, meter)
             meter.reset()
             started, last_logged = time.perf_counter(), state.step

@@ -9,8 +9,8 @@ import pytest
 
 from mdmlib.convergence import ConvergenceRule
 from mdmlib.convergence_figures import fig1, fig2, fig3a
-from mdmlib.convergence_study import (block_average, eight_expert_boundaries, loss_curves, normalised_costs,
-                                      per_expert_curves, reallocation_record, seconds_at_step,
+from mdmlib.convergence_study import (block_average, eight_expert_boundaries, loss_curves, measured_span_seconds,
+                                      normalised_costs, per_expert_curves, reallocation_record, seconds_at_step,
                                       slowest_intervals, table2)
 from mdmlib.experts import Interval
 
@@ -192,6 +192,16 @@ def test_mdm_wct_is_the_longest_expert_and_tc_the_sum(tmp_path):
     assert list(mdm["ntc"]) == pytest.approx([14, 28, 41, 53, 65])
     assert list(costed["baseline"]["nwct"]) == pytest.approx([20, 40, 60, 80, 100])
     assert list(costed["baseline"]["ntc"]) == list(costed["baseline"]["nwct"])
+
+
+def test_measured_span_runs_from_the_first_start_to_the_last_end():
+    def log(ends, interval_seconds):
+        return pd.DataFrame({"wall_clock": ends, "interval_seconds": interval_seconds})
+    side_by_side = [log([110.0, 120.0], [10.0, 10.0]), log([105.0, 130.0], [4.0, 25.0])]
+    assert measured_span_seconds(side_by_side) == pytest.approx(30.0)  # 100 .. 130 s
+    one_after_another = [log([110.0, 120.0], [10.0, 10.0]), log([140.0, 150.0], [20.0, 10.0])]
+    assert measured_span_seconds(one_after_another) == pytest.approx(50.0)
+    assert math.isnan(measured_span_seconds([pd.DataFrame({"interval_seconds": [1.0]})]))  # older logs
 
 
 def test_table2_reports_the_three_points_as_percentages_of_the_baselines_full_run(tmp_path):

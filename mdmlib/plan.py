@@ -136,6 +136,9 @@ def run_recipe(run: str, cfg: RunConfig) -> tuple[str, int]:
 # ---------------------------------------------------------- the 8-expert study (`convergence`)
 
 
+REALLOCATED_RUN = "reallocated8"  # the eight experts on reallocated budgets (mdmlib.reallocation)
+
+
 def eight_expert_runs() -> list[str]:
     """One evaluation run per expert: expert k over its snapshots, the others fully trained."""
     return [f"expert8_{k}" for k in range(1, 9)]

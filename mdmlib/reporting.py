@@ -9,9 +9,9 @@ import pandas as pd
 from .evaluation import load_samples
 from .convergence import ConvergenceRule
 from .convergence_figures import fig1, fig2, fig3a
-from .convergence_study import (eight_expert_boundaries, full_run_seconds, measured_span_seconds, per_expert_curves,
-                                reallocation_record, slowest_intervals, table2)
+from .convergence_study import full_run_seconds, measured_span_seconds, per_expert_curves, slowest_intervals, table2
 from .figures import sample_grid_figure
+from .reallocation import write_reallocation_tables
 from .tables import RUN_LABELS, best_point, quality_table, write_table
 
 
@@ -59,10 +59,10 @@ def write_sample_grid(series: pd.DataFrame, sample_paths: Sequence[str | Path], 
 
 
 def write_convergence_study(series: list[pd.DataFrame], models: list[str], baseline_loss: pd.DataFrame,
-                            expert_losses: list[pd.DataFrame], rule: ConvergenceRule, timesteps: int,
-                            baseline_iterations: int, outputs, experiment: str) -> None:
-    """outputs: fig2_/fig3a_ png and pdf, slowest_intervals_ and reallocation_ csv and md."""
-    setting = metric_setting({f"expert {k + 1}": df for k, df in enumerate(series)})
+                            expert_losses: list[pd.DataFrame], rule: ConvergenceRule, plan: dict,
+                            reallocated: pd.DataFrame, baseline_timing: pd.DataFrame, outputs, experiment: str) -> None:
+    """outputs: fig2_/fig3a_ png and pdf, slowest_intervals_, reallocation_ and reallocation_summary_ csv and md."""
+    setting = metric_setting({**{f"expert {k + 1}": df for k, df in enumerate(series)}, "reallocated": reallocated})
     curves, convergence = per_expert_curves(series, models, rule)
     rule_text = (f"converged = FID change < {rule.max_change} for {rule.consecutive} points and within "
                  f"{rule.max_gap_to_best} of the best")
@@ -73,10 +73,7 @@ def write_convergence_study(series: list[pd.DataFrame], models: list[str], basel
     write_table(slowest, outputs.slowest_intervals_csv, outputs.slowest_intervals_md,
                 f"Eight experts ({experiment}), fastest to slowest to converge; {rule_text}; "
                 f"never-converged last, nearest a plateau first; {setting}.")
-    realloc = reallocation_record(eight_expert_boundaries(timesteps), timesteps, baseline_iterations,
-                                  list(convergence["converged_at"]))
-    write_table(realloc, outputs.reallocation_csv, outputs.reallocation_md,
-                f"Budget reallocation ({experiment}): planned I_e = |tau_e|/T x {baseline_iterations}; "
-                f"converged experts stop at their convergence step and the freed iterations go to the others "
-                f"in proportion to their plans ({rule_text}).")
-    print(slowest.to_string(), realloc.to_string(), sep="\n\n")
+    print(slowest.to_string())
+    # Every expert's series ends at the same fully trained mixture: the equal-budget run.
+    write_reallocation_tables(plan, reallocated, series[0], full_run_seconds(baseline_timing), outputs, experiment,
+                              setting)

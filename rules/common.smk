@@ -1,9 +1,11 @@
 # Config validation, result paths and input functions shared by all rules.
 from mdmlib.config import INTERVAL_METHODS, load_config
 from mdmlib.intervals import read_choice
-from mdmlib.plan import (MODEL_PATTERN, baseline_model, baseline_run_models, baseline_runs, eight_expert_models,
+from mdmlib.plan import (MODEL_PATTERN, REALLOCATED_RUN, baseline_model, baseline_run_models, baseline_runs,
+                         eight_expert_models,
                          eight_expert_runs, expert_models, point_snapshots, run_names, run_recipe, run_routing,
                          snapshot_source)
+from mdmlib.reallocation import plan_models, read_plan
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -13,7 +15,7 @@ N = CFG.experts.n
 BASELINE = baseline_model(CFG)
 BASELINE_RUNS = baseline_runs(CFG)  # MDM paper Tables 1, 3, 4: the `baselines` target
 EIGHT_RUNS = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
-RUNS = run_names(CFG) + BASELINE_RUNS + EIGHT_RUNS
+RUNS = run_names(CFG) + BASELINE_RUNS + EIGHT_RUNS + [REALLOCATED_RUN]
 MAIN_RUNS = ["baseline", "mdm"]
 STUDY_METHODS = list(CFG.intervals.study.methods)
 SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
@@ -48,6 +50,8 @@ def run_models(run):
         return baseline_run_models(run, CFG)
     if run in EIGHT_RUNS:
         return eight_expert_models(CFG)
+    if run == REALLOCATED_RUN:  # the eight experts again, on budgets their convergence decided
+        return plan_models(read_plan(checkpoints.reallocate_budgets.get().output[0]))
     method, total_iterations = run_recipe(run, CFG)
     choice = read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice)
     return expert_models(choice.intervals, total_iterations, T, CFG.training.recipe)
@@ -75,8 +79,8 @@ def selection_settings(wildcards):
 
 
 def run_points(run):
-    """Study runs are compared at their end only; the main runs over their whole series."""
-    return POINTS[-1:] if run.startswith("study_") else POINTS
+    """Study and reallocated runs are compared at their end only; the others over their series."""
+    return POINTS[-1:] if run.startswith("study_") or run == REALLOCATED_RUN else POINTS
 
 
 def checkpoint_file(model, point, longer_models=()):
@@ -93,8 +97,9 @@ def checkpoint_file(model, point, longer_models=()):
 def run_checkpoints(run, point):
     models = run_models(run)
     snapshots = point_snapshots(run, point, len(models), POINTS[-1])
-    # Study runs (end point only) are served by the main runs' snapshots where budgets meet.
-    longer = [m for main in MAIN_RUNS for m in run_models(main)] if run.startswith("study_") else []
+    # End-point-only runs are served by longer runs' snapshots where budgets meet (an expert
+    # stopped at its convergence step is the planned expert's snapshot there).
+    longer = [m for source in shared_sources(run) for m in run_models(source)]
     return [checkpoint_file(m, p, longer) for m, p in zip(models, snapshots)]
 
 
@@ -102,14 +107,20 @@ def point_checkpoints(wildcards):
     return run_checkpoints(wildcards.run, int(wildcards.point))
 
 
-def point_samples(run, point):
-    """A study point whose checkpoints are a main run's point reuses its samples (same seeds)."""
+def shared_sources(run):
+    """Runs whose models and samples an end-point-only run may reuse."""
     if run.startswith("study_"):
-        checkpoints = run_checkpoints(run, point)
-        for main in MAIN_RUNS:
-            for main_point in POINTS:
-                if run_checkpoints(main, main_point) == checkpoints:
-                    return f"{OUT}/samples/{main}/point_{main_point}.npz"
+        return MAIN_RUNS
+    return EIGHT_RUNS[:1] if run == REALLOCATED_RUN else []
+
+
+def point_samples(run, point):
+    """A point whose checkpoints are another run's point reuses its samples (same seeds)."""
+    checkpoints = run_checkpoints(run, point) if shared_sources(run) else None
+    for source in shared_sources(run):
+        for source_point in POINTS:
+            if run_checkpoints(source, source_point) == checkpoints:
+                return f"{OUT}/samples/{source}/point_{source_point}.npz"
     return f"{OUT}/samples/{run}/point_{point}.npz"
 
 
@@ -134,5 +145,6 @@ def baseline_outputs():
 def convergence_outputs():
     figures = [f"{OUT}/figures/{name}.{ext}" for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
                for ext in ("png", "pdf")]
-    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("slowest_intervals", "reallocation") for ext in ("csv", "md")]
+    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("slowest_intervals", "reallocation", "reallocation_summary")
+              for ext in ("csv", "md")]
     return figures + tables

@@ -7,11 +7,13 @@ import pandas as pd
 
 from mdmlib.config import load_config
 from mdmlib.convergence import ConvergenceRule
+from mdmlib.reallocation import read_plan
 from mdmlib.reporting import write_convergence_study
 
 cfg = load_config(snakemake.config)
 write_convergence_study([pd.read_csv(p) for p in snakemake.input.series], snakemake.params.models,
                         pd.read_csv(snakemake.input.baseline_loss),
                         [pd.read_csv(p) for p in snakemake.input.expert_losses],
-                        ConvergenceRule(**vars(cfg.convergence)), cfg.diffusion.timesteps,
-                        cfg.training.baseline_iterations, snakemake.output, snakemake.params.experiment)
+                        ConvergenceRule(**vars(cfg.convergence)), read_plan(snakemake.input.plan),
+                        pd.read_csv(snakemake.input.reallocated), pd.read_csv(snakemake.input.baseline_timing),
+                        snakemake.output, snakemake.params.experiment)

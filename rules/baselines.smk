@@ -34,8 +34,10 @@ rule baseline_tables:
     input:
         spreads=expand(f"{OUT}/metrics/{{run}}_seeds.csv", run=BASELINE_RUNS),
     output:
-        **{f"{name}_{ext}": f"{OUT}/tables/{name}.{ext}" for name in ("table1_t_sampling", "table3_baselines",
-                                                                        "table4_hybrid") for ext in ("csv", "md")},
+        **{f"{name}_{ext}": (report(path, caption="../report/baselines.rst", category="Baselines (Tables 1, 3, 4)")
+                             if ext == "csv" else path)
+           for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid") for ext in ("csv", "md")
+           for path in [f"{OUT}/tables/{name}.{ext}"]},
     params:
         runs=BASELINE_RUNS,
         experiment=f"{CFG.data.dataset}/{CFG.experiment}",

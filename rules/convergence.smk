@@ -31,10 +31,13 @@ rule convergence_study:
         plan=rules.reallocate_budgets.output[0],
         reallocated=f"{OUT}/metrics/{REALLOCATED_RUN}.csv",
     output:
-        **{f"{name}_{ext}": f"{OUT}/{kind}/{name}.{ext}" for kind, name in (
-            ("figures", "fig2_loss_per_interval"), ("figures", "fig3a_expert_convergence"),
-            ("tables", "slowest_intervals"), ("tables", "reallocation"), ("tables", "reallocation_summary"))
-           for ext in ("png", "pdf", "csv", "md") if (kind == "figures") == (ext in ("png", "pdf"))},
+        **{f"{name}_{ext}": (report(path, caption="../report/convergence.rst", category="Convergence (8 experts)")
+                             if ext in ("png", "csv") else path)
+           for kind, name in (("figures", "fig2_loss_per_interval"), ("figures", "fig3a_expert_convergence"),
+                              ("tables", "slowest_intervals"), ("tables", "reallocation"),
+                              ("tables", "reallocation_summary"))
+           for ext in ("png", "pdf", "csv", "md") if (kind == "figures") == (ext in ("png", "pdf"))
+           for path in [f"{OUT}/{kind}/{name}.{ext}"]},
     params:
         models=eight_expert_models(CFG),
         rule=CFG.convergence,

@@ -174,3 +174,32 @@ def test_a_data_parallel_training_job_runs_under_torchrun(tmp_path):
     log = (workdir / "results/digits/ddp/logs/train_model/t0-1000_i20.log").read_text()
     assert "2 process(es)" in log and "data-parallel over 2 processes on cpu" in log
     assert pd.read_csv(workdir / model / "timing.csv")["step"].iloc[-1] == 20
+
+
+def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_path):
+    """`--resources gpu=4` with four visible devices: the jobs Snakemake runs side by side each
+    pin a different one (simulated on the CPU: CUDA_VISIBLE_DEVICES set, no CUDA present)."""
+    import os
+    import re
+
+    workdir = copy_workflow(tmp_path)
+    # Four of the eight-expert study's models, long enough (100 steps) to run side by side.
+    (workdir / "slots.yaml").write_text("training: {baseline_iterations: 800}\n")
+    models = [f"t{125 * k}-{125 * (k + 1)}_i100" for k in range(4)]
+    targets = [f"results/digits/smoke/models/{m}/timing.csv" for m in models]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="0,1,2,3", TMPDIR=str(tmp_path))  # private lock folder
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "4", "--resources", "gpu=4",
+           "--configfile", "configs/smoke.yaml", "slots.yaml"]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spans = {}
+    for model in models:
+        log = (workdir / f"results/digits/smoke/logs/train_model/{model}.log").read_text()
+        device = re.search(r"pinned to GPU (\S+)", log).group(1)
+        timing = pd.read_csv(workdir / f"results/digits/smoke/models/{model}/timing.csv")
+        spans[model] = (device, timing["wall_clock"].iloc[0] - timing["interval_seconds"].iloc[0],
+                        timing["wall_clock"].iloc[-1])
+    assert {d for d, _, _ in spans.values()} == {"0", "1", "2", "3"}, spans
+    for a, (da, sa, ea) in spans.items():  # training spans on one device never overlap
+        for b, (db, sb, eb) in spans.items():
+            assert a == b or da != db or ea <= sb or eb <= sa, (a, b, spans)

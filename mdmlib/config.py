@@ -46,7 +46,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    baseline_iterations: int = 3000  # I_baseline; an expert gets |tau_e|/T of it
+    baseline_iterations: int = 2400  # I_baseline; an expert gets |tau_e|/T of it
     batch_size: int = 128
     learning_rate: float = 2e-4
     ema_decay: float = 0.999
@@ -103,7 +103,7 @@ class SnrSelectionConfig:  # TDC Eq. 2-5
 class IntervalStudyConfig:
     # MDM trained with each method's intervals at equal total iterations (multi-stage Table 4 form).
     methods: tuple[str, ...] = INTERVAL_METHODS
-    iterations: int = 1000  # total over the experts of one method, split by interval size
+    iterations: int = 800  # total over the experts of one method, split by interval size
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def test_converged_experts_stop_and_the_others_train_on_the_freed_iterations(con
     changes = [abs(np.diff(pd.read_csv(out / f"metrics/expert8_{k}.csv")["fid"].to_numpy())[0]) for k in range(1, 9)]
     threshold = float(np.median(changes))
     (workdir / "rule.yaml").write_text(
-        f"convergence: {{max_change: {threshold!r}, consecutive: 1, max_gap_to_best: 1.0e9}}\n")
+        f"convergence: {{max_change: {threshold!r}, consecutive: 1, max_gap_to_best: 1000000000.0}}\n")
     snakemake(workdir, "convergence", "--configfile", "configs/smoke.yaml", "rule.yaml")
     plan = json.loads((out / "convergence/reallocation.json").read_text())
     converged = [e["converged_at"] is not None for e in plan["experts"]]

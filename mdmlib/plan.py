@@ -22,7 +22,7 @@ MODEL_PATTERN = MODEL_NAME.pattern  # the Snakefile's wildcard constraint
 
 def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE) -> str:
     """A model is named by what it trains: 't100-800_i2100' is (100, 800] for 2100 iterations
-    with the ADM recipe; other recipes add a suffix ('t0-1000_i3000_p2w').
+    with the ADM recipe; other recipes add a suffix ('t0-1000_i2400_p2w').
 
     Runs that ask for the same interval, budget and recipe (e.g. two selection methods that
     agree) therefore share one trained model, and a new choice retrains only what changed.

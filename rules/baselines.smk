@@ -12,7 +12,7 @@ rule seed_spread:
     output:
         f"{OUT}/metrics/{{run}}_seeds.csv",
     params:
-        sampling=CFG.sampling,
+        sampling=trigger(CFG.sampling),
         sets=CFG.baselines.sampling_seeds,
         models=lambda wc: run_models(wc.run),
         routing=lambda wc: run_routing(wc.run, CFG),

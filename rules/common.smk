@@ -1,5 +1,5 @@
 # Config validation, result paths and input functions shared by all rules.
-from mdmlib.config import INTERVAL_METHODS, load_config
+from mdmlib.config import INTERVAL_METHODS, load_config, to_plain
 from mdmlib.intervals import read_choice
 from mdmlib.plan import (MODEL_PATTERN, REALLOCATED_RUN, baseline_model, baseline_run_models, baseline_runs,
                          eight_expert_models,
@@ -24,6 +24,12 @@ ENV = "../envs/mdm.yaml"
 # The offline default scores with a classifier trained here; Inception needs no training
 # but wants a GPU at paper scale.
 INCEPTION = CFG.metrics.features == "inception"
+
+
+def trigger(section):
+    """A config section as a rule's params, so that changing it reruns the rule: Snakemake
+    ignores params it cannot represent (dataclasses) when deciding what to rerun."""
+    return to_plain(section)
 
 
 wildcard_constraints:
@@ -74,7 +80,7 @@ def selection_inputs(wildcards):
 def selection_settings(wildcards):
     """Everything the method reads, so that changing it reruns the checkpoint."""
     own = getattr(CFG.intervals, wildcards.method, None)
-    return {"diffusion": CFG.diffusion, "n": N, "seed": CFG.intervals.seed, "method": own,
+    return {"diffusion": trigger(CFG.diffusion), "n": N, "seed": CFG.intervals.seed, "method": trigger(own),
             "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
 
 

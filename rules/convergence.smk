@@ -13,7 +13,7 @@ checkpoint reallocate_budgets:
         f"{OUT}/convergence/reallocation.json",
     params:
         models=eight_expert_models(CFG),
-        rule=CFG.convergence,
+        rule=trigger(CFG.convergence),
     log:
         f"{OUT}/logs/reallocate_budgets.log",
     conda:
@@ -40,7 +40,7 @@ rule convergence_study:
            for path in [f"{OUT}/{kind}/{name}.{ext}"]},
     params:
         models=eight_expert_models(CFG),
-        rule=CFG.convergence,
+        rule=trigger(CFG.convergence),
         experiment=f"{CFG.data.dataset}/{CFG.experiment}",
     log:
         f"{OUT}/logs/convergence_study.log",

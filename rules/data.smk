@@ -4,7 +4,7 @@ rule prepare_data:
         val=f"{OUT}/data/val.npz",
         provenance=f"{OUT}/data/provenance.json",
     params:
-        data=CFG.data,
+        data=trigger(CFG.data),
     log:
         f"{OUT}/logs/prepare_data.log",
     benchmark:

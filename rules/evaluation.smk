@@ -8,7 +8,7 @@ rule sample_point:
     output:
         f"{OUT}/samples/{{run}}/point_{{point}}.npz",
     params:
-        sampling=CFG.sampling,
+        sampling=trigger(CFG.sampling),
         routing=lambda wc: run_routing(wc.run, CFG),
     threads: CFG.sampling.threads
     resources:
@@ -31,7 +31,7 @@ rule evaluate_series:
     output:
         f"{OUT}/metrics/{{run}}.csv",
     params:
-        metrics=CFG.metrics,
+        metrics=trigger(CFG.metrics),
         points=lambda wc: run_points(wc.run),
     threads: 1
     resources:
@@ -60,7 +60,7 @@ rule paper_tables:
     params:
         runs=MAIN_RUNS,
         models=lambda wc: {run: run_models(run) for run in MAIN_RUNS},
-        rule=CFG.convergence,
+        rule=trigger(CFG.convergence),
         experiment=f"{CFG.data.dataset}/{CFG.experiment}",
     log:
         f"{OUT}/logs/paper_tables.log",

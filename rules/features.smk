@@ -9,7 +9,7 @@ rule train_feature_net:
         net=f"{OUT}/features/feature_net.pt",
         info=f"{OUT}/features/feature_net.json",
     params:
-        feature_net=CFG.metrics.feature_net,
+        feature_net=trigger(CFG.metrics.feature_net),
     threads: 1
     log:
         f"{OUT}/logs/train_feature_net.log",

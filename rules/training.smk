@@ -12,8 +12,9 @@ rule train_model:
         loss=f"{OUT}/models/{{model}}/loss.csv",
         timing=f"{OUT}/models/{{model}}/timing.csv",
     params:
-        training=CFG.training,
-        model=CFG.model,
+        training=trigger(CFG.training),
+        model=trigger(CFG.model),
+        diffusion=trigger(CFG.diffusion),
         state_dir=lambda wc: f"{OUT}/state/{wc.model}",
     threads: CFG.training.threads
     resources:

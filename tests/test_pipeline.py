@@ -203,3 +203,15 @@ def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_pa
     for a, (da, sa, ea) in spans.items():  # training spans on one device never overlap
         for b, (db, sb, eb) in spans.items():
             assert a == b or da != db or ea <= sb or eb <= sa, (a, b, spans)
+
+
+def test_changing_a_setting_reruns_the_jobs_that_read_it_and_no_others(smoke_run, tmp_path):
+    """Config sections reach the rules as plain params (Snakemake ignores dataclass params)."""
+    workdir = tmp_path / "workflow"
+    shutil.copytree(smoke_run[0], workdir, symlinks=True)
+    (workdir / "rule.yaml").write_text("convergence: {max_change: 0.5}\n")
+    plan = snakemake(workdir, "--configfile", "configs/smoke.yaml", "rule.yaml", "-n").stdout
+    assert "paper_tables" in plan and "train_baseline" not in plan and "sample_point" not in plan
+    (workdir / "model.yaml").write_text("model: {dropout: 0.2}\n")
+    plan = snakemake(workdir, "--configfile", "configs/smoke.yaml", "model.yaml", "-n").stdout
+    assert "train_baseline" in plan and "prepare_data" not in plan

@@ -26,7 +26,7 @@ SIZES = {
              "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5},
     "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1,
               "controls": {"compute": 20, "memory": 2}, "metric_n": 200,
-              "memory_n": 4000, "memory_small_n": 2000, "memory_blocks": (1000, 500), "model_steps": 1},
+              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1},
 }
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
          "precision_recall_memory", "model_efficiency")

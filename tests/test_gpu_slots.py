@@ -32,7 +32,8 @@ def test_concurrent_jobs_never_share_a_slot(tmp_path):
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     devices = ["0", "1", "2"]
-    procs = [ctx.Process(target=hold_a_slot, args=(tmp_path, devices, 0.05, queue)) for _ in range(15)]
+    # Held long enough that the 15 overlap even on a loaded machine, so every slot is used.
+    procs = [ctx.Process(target=hold_a_slot, args=(tmp_path, devices, 0.3, queue)) for _ in range(15)]
     for p in procs:
         p.start()
     records = [queue.get(timeout=60) for _ in procs]

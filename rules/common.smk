@@ -84,9 +84,17 @@ def selection_settings(wildcards):
             "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
 
 
+def shared_sources(run):
+    """The runs an end-point-only run (a study run, the reallocated run) may take models and
+    samples from; [] for runs evaluated over their whole series."""
+    if run.startswith("study_"):
+        return MAIN_RUNS
+    return EIGHT_RUNS[:1] if run == REALLOCATED_RUN else []
+
+
 def run_points(run):
-    """Study and reallocated runs are compared at their end only; the others over their series."""
-    return POINTS[-1:] if run.startswith("study_") or run == REALLOCATED_RUN else POINTS
+    """End-point-only runs are compared at their end; the others over their series."""
+    return POINTS[-1:] if shared_sources(run) else POINTS
 
 
 def checkpoint_file(model, point, longer_models=()):
@@ -111,13 +119,6 @@ def run_checkpoints(run, point):
 
 def point_checkpoints(wildcards):
     return run_checkpoints(wildcards.run, int(wildcards.point))
-
-
-def shared_sources(run):
-    """Runs whose models and samples an end-point-only run may reuse."""
-    if run.startswith("study_"):
-        return MAIN_RUNS
-    return EIGHT_RUNS[:1] if run == REALLOCATED_RUN else []
 
 
 def point_samples(run, point):

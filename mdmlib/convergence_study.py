@@ -21,7 +21,7 @@ import pandas as pd
 from .convergence import ConvergenceRule, convergence_index, reallocate_budgets
 from .experts import Interval, expert_budgets
 from .intervals.fixed import paper_intervals
-from .plan import MODEL_NAME
+from .plan import parse_model_name
 from .tables import RUN_LABELS
 
 EIGHT_EXPERT_FRACTIONS = tuple(k / 8 for k in range(1, 8))  # MDM Sec. 4.1: tau_i = (125(i-1), 125i] at T=1000
@@ -39,11 +39,8 @@ def eight_expert_boundaries(timesteps: int) -> list[Interval]:
 
 def parse_model(name: str) -> tuple[Interval, int]:
     """'t125-250_i2000' -> (Interval(125, 250), 2000)."""
-    match = MODEL_NAME.fullmatch(name)
-    if not match:
-        raise ValueError(f"model name {name!r} is not of the form t<lo>-<hi>_i<iterations>[_<recipe>]")
-    lo, hi, iterations = map(int, match.groups()[:3])
-    return Interval(lo, hi), iterations
+    interval, iterations, _ = parse_model_name(name)
+    return interval, iterations
 
 
 def int_column(values) -> pd.Series:

@@ -31,15 +31,20 @@ def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE
     return f"t{interval.lo}-{interval.hi}_i{iterations}{suffix}"
 
 
-def train_job(name: str, cfg: RunConfig) -> TrainJob:
+def parse_model_name(name: str) -> tuple[Interval, int, str]:
+    """'t100-800_i2100_p2w' -> (Interval(100, 800), 2100, 'p2w'); the inverse of ``model_name``."""
     match = MODEL_NAME.fullmatch(name)
     if not match:
         raise ValueError(f"model name {name!r} is not of the form t<lo>-<hi>_i<iterations>[_<recipe>]")
     lo, hi, iterations = map(int, match.groups()[:3])
-    if hi > cfg.diffusion.timesteps or iterations < 1:
+    return Interval(lo, hi), iterations, match.group(4) or DEFAULT_RECIPE
+
+
+def train_job(name: str, cfg: RunConfig) -> TrainJob:
+    interval, iterations, recipe = parse_model_name(name)
+    if interval.hi > cfg.diffusion.timesteps or iterations < 1:
         raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
-    return TrainJob(name, Interval(lo, hi), iterations, snapshot_steps(iterations, cfg.training.eval_points),
-                    recipe=match.group(4) or DEFAULT_RECIPE)
+    return TrainJob(name, interval, iterations, snapshot_steps(iterations, cfg.training.eval_points), recipe=recipe)
 
 
 def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str, int] | None:
@@ -51,13 +56,12 @@ def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str
     (``test_short_run_is_the_snapshot_of_a_longer_one``). Study runs whose budgets fall on
     the main runs' evaluation points therefore train nothing.
     """
-    target = MODEL_NAME.fullmatch(model)
-    lo, hi, steps, recipe = target.group(1), target.group(2), int(target.group(3)), target.group(4)
+    interval, steps, recipe = parse_model_name(model)
     for other in candidates:
-        match = MODEL_NAME.fullmatch(other)
-        if (match.group(1), match.group(2), match.group(4)) != (lo, hi, recipe) or int(match.group(3)) <= steps:
+        other_interval, other_steps, other_recipe = parse_model_name(other)
+        if (other_interval, other_recipe) != (interval, recipe) or other_steps <= steps:
             continue
-        snapshots = snapshot_steps(int(match.group(3)), points)
+        snapshots = snapshot_steps(other_steps, points)
         if steps in snapshots:
             return other, snapshots.index(steps) + 1
     return None

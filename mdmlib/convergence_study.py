@@ -138,40 +138,25 @@ def slowest_intervals(convergence: pd.DataFrame) -> pd.DataFrame:
 
 
 def reallocation_record(intervals: Sequence[Interval], timesteps: int, baseline_iterations: int,
-                        converged_at: Sequence[int | None],
-                        rerun_converged_at: Sequence[int | None] | None = None) -> pd.DataFrame:
+                        converged_at: Sequence[int | None]) -> pd.DataFrame:
     """Planned, reallocated and used budgets per expert (MDM Sec. 3).
 
     planned: I_e = |tau_e|/T x I_baseline (``expert_budgets``). converged_at: the expert's
     step at its convergence point, None when it never converged. reallocated:
     ``reallocate_budgets`` (converged experts stop there, the freed iterations go to the
-    others, the sum stays I_baseline unless every expert converged). actually_ran: what a
-    re-run on the reallocated budgets, each expert stopped at its convergence, trains; for the
-    experts that got more iterations that is the reallocated budget unless
-    ``rerun_converged_at`` gives the step they converged at in such a re-run.
+    others, the sum stays I_baseline unless every expert converged). actually_ran: what the
+    re-run trains, each converged expert stopped at its convergence step, the others to
+    their reallocated budgets (the pipeline fills it from the re-run's checkpoints).
     """
     if len(intervals) != len(converged_at):
         raise ValueError(f"{len(intervals)} intervals for {len(converged_at)} convergence points")
     planned = expert_budgets(intervals, timesteps, baseline_iterations)
     converged = [None if c is None or pd.isna(c) else int(c) for c in converged_at]
     reallocated = reallocate_budgets(planned, converged)
-    rerun = list(rerun_converged_at) if rerun_converged_at is not None else [None] * len(intervals)
-    if len(rerun) != len(intervals):
-        raise ValueError(f"{len(rerun)} re-run convergence points for {len(intervals)} experts")
-    ran = []
-    for c, r, budget in zip(converged, rerun, reallocated):
-        if c is not None:
-            ran.append(c)
-        elif r is None or pd.isna(r):
-            ran.append(budget)
-        elif not 0 < r <= budget:
-            raise ValueError(f"re-run convergence step {r} outside the reallocated budget (0, {budget}]")
-        else:
-            ran.append(int(r))
+    ran = [budget if c is None else c for c, budget in zip(converged, reallocated)]
     return pd.DataFrame({
         "expert": range(1, len(intervals) + 1), "interval": [i.label() for i in intervals],
-        "planned": planned, "converged_at": int_column(converged),
-        "reallocated": reallocated, "actually_ran": ran,
+        "planned": planned, "converged_at": int_column(converged), "reallocated": reallocated, "actually_ran": ran,
     })
 
 

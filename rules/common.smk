@@ -121,10 +121,25 @@ def point_checkpoints(wildcards):
     return run_checkpoints(wildcards.run, int(wildcards.point))
 
 
+def sample_sources(run):
+    """Runs that may already have sampled a point of ``run``: samples are seeded by the
+    sampling settings alone, so the same checkpoints under the same routing give the same
+    images. The eight experts' curves share their last point (all experts final); the
+    baseline study's ADM runs are the main runs' models when the main split is the paper's."""
+    if run in EIGHT_RUNS[1:]:
+        return EIGHT_RUNS[:1]
+    if run in BASELINE_RUNS:
+        return ["baseline"] + (["mdm"] if CFG.experts.intervals == "paper" else [])
+    return shared_sources(run)
+
+
 def point_samples(run, point):
-    """A point whose checkpoints are another run's point reuses its samples (same seeds)."""
-    checkpoints = run_checkpoints(run, point) if shared_sources(run) else None
-    for source in shared_sources(run):
+    """A point whose checkpoints and routing are another run's point reuses its samples."""
+    sources = sample_sources(run)
+    checkpoints = run_checkpoints(run, point) if sources else None
+    for source in sources:
+        if run_routing(source, CFG) != run_routing(run, CFG):
+            continue
         for source_point in POINTS:
             if run_checkpoints(source, source_point) == checkpoints:
                 return f"{OUT}/samples/{source}/point_{source_point}.npz"

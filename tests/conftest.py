@@ -33,6 +33,16 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+def pytest_collection_modifyitems(items):
+    """Under xdist (`make test` runs two workers), every test built on the smoke run goes to one
+    worker, which then makes the smoke run once; that chain is the longest, so it starts first."""
+    smoke = [item for item in items if "smoke_run" in getattr(item, "fixturenames", ())]
+    for item in smoke:
+        item.add_marker(pytest.mark.xdist_group("smoke_run"))
+    others = [item for item in items if "smoke_run" not in getattr(item, "fixturenames", ())]
+    items[:] = smoke + others
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))

@@ -136,15 +136,6 @@ def test_reallocation_keeps_the_total_and_never_gives_a_converged_expert_more():
         assert (record["actually_ran"] <= record["reallocated"]).all()
 
 
-def test_a_rerun_that_converges_inside_its_larger_budget_stops_there():
-    intervals = [Interval(0, 500), Interval(500, 1000)]
-    record = reallocation_record(intervals, 1000, 1000, [200, None], rerun_converged_at=[None, 650])
-    assert list(record["reallocated"]) == [200, 800]
-    assert list(record["actually_ran"]) == [200, 650]
-    with pytest.raises(ValueError, match="outside the reallocated budget"):
-        reallocation_record(intervals, 1000, 1000, [200, None], rerun_converged_at=[None, 900])
-
-
 # ------------------------------------------------------------------------ WCT / TC (Table 2, Fig. 1)
 
 RUN_MODELS = {"baseline": ["t0-1000_i500"], "mdm": ["t0-500_i200", "t500-1000_i100"]}

@@ -7,6 +7,8 @@ import pytest
 
 from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 
+BASELINE_RUNS = 8  # 3 recipes x (base, mdm), importance, hybrid
+
 
 @pytest.fixture(scope="module")
 def baselines_run(smoke_run, tmp_path_factory):
@@ -19,6 +21,17 @@ def test_only_the_new_recipes_are_trained(baselines_run):
     # P2W, Soft-truncation and importance baselines; P2W and Soft-truncation experts.
     assert lines["train_baseline"] == 3 and lines["train_model"] == 6
     assert "prepare_data" not in lines and "train_feature_net" not in lines
+    # ADM with and without MDM are the main runs (same models on the paper split, same seeds):
+    # their samples are reused.
+    assert lines["sample_point"] == 2 * (BASELINE_RUNS - 2)
+
+
+def test_the_adm_runs_score_the_main_runs_samples(baselines_run):
+    out = baselines_run[0] / SMOKE_OUT
+    for study_run, main_run in (("base_adm", "baseline"), ("mdm_adm", "mdm")):
+        assert not list((out / f"samples/{study_run}").glob("point_*.npz"))  # (seed_sets/ is the spread's)
+        study, main = pd.read_csv(out / f"metrics/{study_run}.csv"), pd.read_csv(out / f"metrics/{main_run}.csv")
+        pd.testing.assert_series_equal(study["fid"], main["fid"])
 
 
 def test_tables_hold_this_runs_means_and_spreads(baselines_run):

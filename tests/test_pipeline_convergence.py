@@ -34,6 +34,11 @@ def test_each_experts_curve_holds_the_others_at_their_final_snapshot(convergence
         for _, row in series.iterrows():
             steps = [int(s) for s in row["steps"].split()]
             assert [s for i, s in enumerate(steps) if i != k - 1] == [5] * 7
+    # The last point (all eight final) is one set of checkpoints: sampled once, scored eight times.
+    last = pd.read_csv(out / "metrics/expert8_1.csv")["point"].iloc[-1]
+    assert [k for k in range(1, 9) if (out / f"samples/expert8_{k}/point_{last}.npz").exists()] == [1]
+    fids = {pd.read_csv(out / f"metrics/expert8_{k}.csv")["fid"].iloc[-1] for k in range(1, 9)}
+    assert len(fids) == 1
     slowest = pd.read_csv(out / "tables/slowest_intervals.csv")
     assert sorted(slowest["expert"]) == list(range(1, 9))
     for stem in ("fig2_loss_per_interval", "fig3a_expert_convergence"):

@@ -39,7 +39,7 @@ report: setup
 # (Snakemake's DAG, one job's Python start-up). TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 # The SLURM profile on a one-node cluster started here (root, Debian), as CI runs it.
 # The cluster stays up for the next run: .ci/slurm_cluster.sh stop ends it.

@@ -1,7 +1,6 @@
 """Tables 1, 3, 4 plumbing: recipe model names, the tau_A hybrid's routing, the spread tables."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 

@@ -1,17 +1,15 @@
 """The real pipeline through the Snakemake CLI, in a temporary copy of the workflow."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SMOKE_OUT, copy_workflow, snakemake
+from conftest import REPO, SMOKE_OUT, copy_smoke_run, copy_workflow, snakemake
 
 
 def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
@@ -58,8 +56,8 @@ def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
     assert "load_digits" in provenance
 
 
-def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run):
-    workdir, _ = smoke_run
+def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run, tmp_path):
+    workdir = copy_smoke_run(smoke_run[0], tmp_path / "workflow")  # other tests copy the shared run meanwhile
     proc = snakemake(workdir, "--configfile", "configs/smoke.yaml", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     snakemake(workdir, "--configfile", "configs/smoke.yaml", "--report", "report.html")
@@ -208,7 +206,7 @@ def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_pa
 def test_changing_a_setting_reruns_the_jobs_that_read_it_and_no_others(smoke_run, tmp_path):
     """Config sections reach the rules as plain params (Snakemake ignores dataclass params)."""
     workdir = tmp_path / "workflow"
-    shutil.copytree(smoke_run[0], workdir, symlinks=True)
+    copy_smoke_run(smoke_run[0], workdir)
     (workdir / "rule.yaml").write_text("convergence: {max_change: 0.5}\n")
     plan = snakemake(workdir, "--configfile", "configs/smoke.yaml", "rule.yaml", "-n").stdout
     assert "paper_tables" in plan and "train_baseline" not in plan and "sample_point" not in plan

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
+from conftest import SMOKE_OUT, copy_smoke_run, planned_jobs, run_target_on_smoke_copy, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_converged_experts_stop_and_the_others_train_on_the_freed_iterations(con
     """A rule loose enough that about half the experts converge at their first point: they stop
     there (their snapshot), the others are trained again on larger budgets, and the mixture is scored."""
     workdir = tmp_path / "workflow"
-    shutil.copytree(convergence_run[0], workdir, symlinks=True)
+    copy_smoke_run(convergence_run[0], workdir)
     out = workdir / SMOKE_OUT
     changes = [abs(np.diff(pd.read_csv(out / f"metrics/expert8_{k}.csv")["fid"].to_numpy())[0]) for k in range(1, 9)]
     threshold = float(np.median(changes))

@@ -1,14 +1,13 @@
 """Interval selection in the real pipeline: every method's file, the study, and a method switch."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SMOKE_OUT, snakemake
+from conftest import REPO, SMOKE_OUT, copy_smoke_run, snakemake
 from mdmlib.config import INTERVAL_METHODS
 from mdmlib.intervals import read_choice
 from mdmlib.intervals.study import METHOD_LABELS
@@ -75,7 +74,7 @@ def test_switching_the_method_retrains_only_the_experts_it_changes(smoke_run, tm
     """experts.intervals=<method>, for methods in turn: the MDM run follows that method's
     file, and only its experts are trained (the baseline and the interval files are kept)."""
     workdir = tmp_path / "workflow"
-    shutil.copytree(smoke_run[0], workdir, symlinks=True)
+    copy_smoke_run(smoke_run[0], workdir)
     out = workdir / SMOKE_OUT
     target = str(SMOKE_OUT / "metrics/mdm.csv")
     for method in SWITCHED_METHODS:

@@ -35,12 +35,8 @@ report: setup
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 
-# Two workers fill both cores of a small machine: much of a pipeline test is one core busy
-# (Snakemake's DAG, one job's Python start-up). One test at a time each, in the order
-# tests/conftest.py queues them. TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
+	$(PY) -m pytest --durations=15
 
 # The SLURM profile on a one-node cluster started here (root, Debian), as CI runs it.
 # The cluster stays up for the next run: .ci/slurm_cluster.sh stop ends it.

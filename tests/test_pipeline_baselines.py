@@ -10,9 +10,9 @@ from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 BASELINE_RUNS = 8  # 3 recipes x (base, mdm), importance, hybrid
 
 
-@pytest.fixture(scope="session")
-def baselines_run(smoke_run, tmp_path_factory, worker_id):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, worker_id, "baselines")
+@pytest.fixture(scope="module")
+def baselines_run(smoke_run, tmp_path_factory):
+    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "baselines")
 
 
 def test_only_the_new_recipes_are_trained(baselines_run):

@@ -10,9 +10,9 @@ import pytest
 from conftest import SMOKE_OUT, copy_smoke_run, planned_jobs, run_target_on_smoke_copy, snakemake
 
 
-@pytest.fixture(scope="session")
-def convergence_run(smoke_run, tmp_path_factory, worker_id):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, worker_id, "convergence")
+@pytest.fixture(scope="module")
+def convergence_run(smoke_run, tmp_path_factory):
+    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "convergence")
 
 
 def test_eight_equal_experts_are_trained_and_the_baseline_reused(convergence_run):

@@ -8,6 +8,8 @@ allocation, torch's included, which tracemalloc does not.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import time
 from pathlib import Path
 from typing import Callable
@@ -59,8 +61,20 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+def release_freed_memory() -> None:
+    """Give memory that was freed but kept by the allocator back to the OS. glibc keeps freed
+    blocks for reuse; a later run would then be served from them without growing the
+    resident set, and its peak would read as zero."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to release
+        pass
+
+
 def peak_memory_increase(fn: Callable[[], object]) -> int | None:
     """Bytes the resident set grew at its peak while ``fn`` ran; None where Linux's counters are missing."""
+    release_freed_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
         before = _status_kib("VmRSS")

@@ -56,8 +56,8 @@ def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
     assert "load_digits" in provenance
 
 
-def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run, tmp_path):
-    workdir = copy_smoke_run(smoke_run[0], tmp_path / "workflow")  # the run itself stays as it ended
+def test_a_rerun_has_nothing_to_do_and_the_report_builds(smoke_run):
+    workdir, _ = smoke_run
     proc = snakemake(workdir, "--configfile", "configs/smoke.yaml", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     snakemake(workdir, "--configfile", "configs/smoke.yaml", "--report", "report.html")

@@ -1,7 +1,6 @@
 """Interval selection in the real pipeline: every method's file, the study, and a method switch."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -23,10 +23,10 @@ from mdmlib.data import load_split, prepare_dataset
 SIZES = {
     "full": {"repeats": 3, "trainer_steps": 120, "ddim_steps": 50, "parallel_iterations": 100, "parallel_repeats": 3,
              "controls": {"compute": 1000, "memory": 100}, "metric_n": 10000,
-             "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5},
+             "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5, "startup_repeats": 5},
     "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1,
               "controls": {"compute": 20, "memory": 2}, "metric_n": 200,
-              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1},
+              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1, "startup_repeats": 1},
 }
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
          "precision_recall_memory", "model_efficiency")
@@ -44,7 +44,7 @@ def benchmarks(cfg, args, train_path: Path) -> dict:
                                                      s["repeats"]),
         "parallel_experts": lambda: parallel_experts(cfg, train_path, s["parallel_iterations"],
                                                      s["parallel_repeats"], control_iterations=s["controls"]),
-        "pipeline_overhead": lambda: pipeline_overhead(run_dir),
+        "pipeline_overhead": lambda: pipeline_overhead(run_dir, startup_repeats=s["startup_repeats"]),
         "metric_times": lambda: metric_times(cfg, channels, s["metric_n"], s["repeats"]),
         "precision_recall_memory": lambda: precision_recall_memory(
             s["memory_n"], cfg.metrics.feature_net.feature_dim, s["memory_blocks"], s["memory_small_n"],

@@ -7,10 +7,19 @@ The log also splits the overhead in two: cores left idle because no job was read
 DAG's shape, the longest job's tail) and, inside each job's span as Snakemake saw it, time
 that the job's benchmark did not measure (scheduling, DAG updates, job set-up). Log
 timestamps have 1-second resolution, so the split is coarse for second-long jobs.
+
+A ``benchmark:`` file times the job's whole process, so each job's Python start-up and
+imports count as its compute. They are overhead all the same: they are measured here (a
+fresh process importing what a job imports, PyTorch included; training jobs also import
+torch._dynamo, which torch.optim's first step loads) and added, once per job, to the share.
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +30,11 @@ from .benchmarking import figure
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 FINISHED = re.compile(r"^Finished jobid: (\d+)")
+# What a job's process imports before its work: Snakemake's script preamble and PyTorch
+# through mdmlib. Training jobs add torch._dynamo (imported by torch.optim's first step).
+JOB_IMPORTS = ("snakemake.script", "torch", "mdmlib.plan", "mdmlib.evaluation")
+TRAINING_IMPORTS = (*JOB_IMPORTS, "mdmlib.training", "torch._dynamo")
+TRAINING_RULES = ("train_model", "train_baseline")
 ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
 
 
@@ -63,6 +77,19 @@ def read_benchmark_seconds(path: str | Path) -> float:
     return float(pd.read_csv(path, sep="\t")["s"].sum())
 
 
+def process_startup_seconds(repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of a fresh one-thread Python process importing what a job imports ("job")
+    and what a training job imports ("training"), measured in alternation ``repeats`` times."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake sets for threads: 1
+    times: dict[str, list[float]] = {"job": [], "training": []}
+    for _ in range(repeats):
+        for kind, modules in (("job", JOB_IMPORTS), ("training", TRAINING_IMPORTS)):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import " + ", ".join(modules)], check=True, env=env)
+            times[kind].append(time.perf_counter() - start)
+    return times
+
+
 def find_run_log(run_dir: Path, log_dir: Path) -> dict | None:
     """The newest complete log whose jobs wrote into ``run_dir`` (its path relative to the workdir appears)."""
     marker = "/".join(run_dir.parts[-3:]) + "/"  # results/<dataset>/<experiment>/
@@ -77,11 +104,14 @@ def find_run_log(run_dir: Path, log_dir: Path) -> dict | None:
 
 
 def pipeline_overhead(run_dir: str | Path, log_dir: str | Path | None = None, wall_seconds: float | None = None,
-                      cores: int | None = None) -> dict:
+                      cores: int | None = None, startup_repeats: int = 3,
+                      startup_seconds: dict[str, list[float]] | None = None) -> dict:
     """Orchestration and start-up share of a finished run (target <= 10%), or why it cannot be computed.
 
     ``log_dir`` defaults to ``.snakemake/log`` of the workdir that holds ``results/``;
     ``wall_seconds`` and ``cores`` (e.g. a recorded wall time) override the log's.
+    ``startup_seconds`` ({"job": [...], "training": [...]}, equal lengths) replaces the
+    measurement of :func:`process_startup_seconds` with ``startup_repeats``.
     """
     run_dir = Path(run_dir)
     log_dir = Path(log_dir) if log_dir is not None else run_dir.parent.parent.parent / ".snakemake" / "log"
@@ -96,30 +126,49 @@ def pipeline_overhead(run_dir: str | Path, log_dir: str | Path | None = None, wa
         return {"status": "no wall time", "figures": [], "run_dir": str(run_dir), "benchmark_files": len(files),
                 "message": f"{len(files)} benchmark files in {run_dir} but no complete Snakemake log of that run "
                            f"in {log_dir}: pass the recorded wall time and cores"}
-    return _overhead(run_dir, files, log, wall, cores)
+    startup = startup_seconds if startup_seconds is not None else process_startup_seconds(startup_repeats)
+    return _overhead(run_dir, files, log, wall, cores, startup)
 
 
-def _overhead(run_dir: Path, files: list[Path], log: dict | None, wall: float, cores: int) -> dict:
+def benchmark_rule(benchmark: str) -> str:
+    """The rule of a benchmark file: results/<dataset>/<experiment>/benchmarks/<rule>[/<job>].tsv."""
+    return Path(benchmark).parts[4].removesuffix(".tsv")
+
+
+def _overhead(run_dir: Path, files: list[Path], log: dict | None, wall: float, cores: int,
+              startup: dict[str, list[float]]) -> dict:
     seconds = {f.relative_to(run_dir.parent.parent.parent).as_posix(): read_benchmark_seconds(f) for f in files}
     jobs = [j for j in (log or {"jobs": {}})["jobs"].values() if j["benchmark"] in seconds and j["end"] is not None]
     if jobs:  # only this log's jobs; threads from the log
         core_seconds = sum(seconds[j["benchmark"]] * j["threads"] for j in jobs)
+        counted = [j["benchmark"] for j in jobs]
     else:  # no log, or one without benchmark lines: every file, one thread each
         core_seconds = sum(seconds.values())
+        counted = list(seconds)
+    training_jobs = sum(benchmark_rule(b) in TRAINING_RULES for b in counted)
+    startup_core_seconds = [(len(counted) - training_jobs) * job + training_jobs * training
+                            for job, training in zip(startup["job"], startup["training"])]
     capacity = wall * cores
+    outside_jobs = 1 - core_seconds / capacity
     result = {"status": "ok", "run_dir": str(run_dir), "log": (log or {}).get("path"), "wall_seconds": wall,
               "cores": cores, "job_core_seconds": core_seconds, "benchmark_files": len(files),
-              "jobs_in_log_with_benchmark": len(jobs),
-              "figures": [figure("orchestration + start-up share of wall x cores", [1 - core_seconds / capacity],
-                                 target=("<=", 0.10))]}
+              "jobs_in_log_with_benchmark": len(jobs), "jobs_counted": len(counted), "training_jobs": training_jobs,
+              "startup_seconds": startup,
+              "figures": [figure("orchestration, idle cores and process start-up, share of wall x cores",
+                                 [outside_jobs + s / capacity for s in startup_core_seconds], target=("<=", 0.10)),
+                          figure("  of which process start-up and imports (inside the jobs' benchmarks)",
+                                 [s / capacity for s in startup_core_seconds]),
+                          figure("  of which outside the jobs' benchmarks", [outside_jobs]),
+                          figure("  start-up and imports of one job (not training)", startup["job"], "s"),
+                          figure("  start-up and imports of one training job", startup["training"], "s")]}
     if jobs:
         spans = sum((j["end"] - j["start"]).total_seconds() * j["threads"] for j in jobs)
         others = [j for j in log["jobs"].values() if j not in jobs and j["end"] is not None and j["start"] is not None]
         other_spans = sum((j["end"] - j["start"]).total_seconds() * j["threads"] for j in others)
         result["figures"] += [
-            figure("  of which cores idle (no job ready)", [1 - (spans + other_spans) / capacity]),
-            figure("  of which inside job spans, unmeasured", [(spans - core_seconds) / capacity]),
-            figure("  of which jobs without benchmark files", [other_spans / capacity]),
+            figure("    outside: cores idle (no job ready)", [1 - (spans + other_spans) / capacity]),
+            figure("    outside: inside job spans, unmeasured", [(spans - core_seconds) / capacity]),
+            figure("    outside: jobs without benchmark files", [other_spans / capacity]),
         ]
         result["files_not_in_log"] = len(files) - len(jobs)  # jobs of earlier invocations (resumed run)
     return result

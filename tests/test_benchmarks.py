@@ -70,25 +70,33 @@ def test_benchmarks_run_quick_and_write_json_and_summary(tmp_path):
     parallel = json.loads((tmp_path / "out" / "parallel_experts.json").read_text())
     assert parallel["repeats"] == 1 and sum(parallel["expert_iterations"]) == parallel["baseline_iterations"] == 6
     assert all(len(r["jobs"]["parallel"]) == 3 for r in parallel["runs"])
+    pipeline = json.loads((tmp_path / "out" / "pipeline_overhead.json").read_text())
+    # Measured: a fresh Python importing PyTorch takes a tenth of a second at least.
+    assert all(len(v) == 1 and v[0] > 0.1 for v in pipeline["startup_seconds"].values())
 
 
 def test_pipeline_overhead_of_a_synthetic_run(tmp_path):
     run = synthetic_run(tmp_path)
-    result = pipeline_overhead(run)
+    # Two repeats of the start-up measurement: 1.0 / 1.5 s per job, 2.0 / 3.0 s per training job.
+    result = pipeline_overhead(run, startup_seconds={"job": [1.0, 1.5], "training": [2.0, 3.0]})
     assert result["status"] == "ok" and result["cores"] == 2 and result["wall_seconds"] == 100
     assert result["job_core_seconds"] == 40 + 30 + 2 * 10  # the 2-thread job holds two cores
-    share, idle, unmeasured, unbenchmarked = (f["median"] for f in result["figures"])
-    assert share == pytest.approx(1 - 90 / 200) and result["figures"][0]["met"] is False
-    assert idle == pytest.approx(1 - (42 + 31 + 22 + 4) / 200)
-    assert unmeasured == pytest.approx((42 + 31 + 22 - 90) / 200)
-    assert unbenchmarked == pytest.approx(4 / 200)
-    assert share == pytest.approx(idle + unmeasured + unbenchmarked)
+    assert result["jobs_counted"] == result["training_jobs"] == 3  # all three under benchmarks/train_model/
+    share, startup, outside, _, _, idle, unmeasured, unbenchmarked = (f for f in result["figures"])
+    assert startup["values"] == pytest.approx([3 * 2.0 / 200, 3 * 3.0 / 200])
+    assert outside["median"] == pytest.approx(1 - 90 / 200)
+    assert share["values"] == pytest.approx([1 - 90 / 200 + v for v in startup["values"]]) and share["met"] is False
+    assert idle["median"] == pytest.approx(1 - (42 + 31 + 22 + 4) / 200)
+    assert unmeasured["median"] == pytest.approx((42 + 31 + 22 - 90) / 200)
+    assert unbenchmarked["median"] == pytest.approx(4 / 200)
+    assert outside["median"] == pytest.approx(idle["median"] + unmeasured["median"] + unbenchmarked["median"])
 
 
 def test_pipeline_overhead_takes_a_recorded_wall_time(tmp_path):
     run = synthetic_run(tmp_path)
-    result = pipeline_overhead(run, log_dir=tmp_path / "nowhere", wall_seconds=50, cores=2)
-    assert result["figures"][0]["median"] == pytest.approx(1 - 80 / 100)  # no log: one thread per file
+    result = pipeline_overhead(run, log_dir=tmp_path / "nowhere", wall_seconds=50, cores=2,
+                               startup_seconds={"job": [1.0], "training": [2.0]})
+    assert result["figures"][0]["median"] == pytest.approx(1 - 80 / 100 + 3 * 2.0 / 100)  # no log: one thread per file
 
 
 def test_pipeline_overhead_says_when_there_is_no_run(tmp_path):

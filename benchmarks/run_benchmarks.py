@@ -21,12 +21,14 @@ from mdmlib.data import load_split, prepare_dataset
 
 # Full sizes keep `make bench` under 15 minutes on 2 cores with >= 3 paired repeats each.
 SIZES = {
-    "full": {"repeats": 3, "trainer_steps": 120, "ddim_steps": 50, "parallel_iterations": 100, "parallel_repeats": 3,
+    "full": {"repeats": 3, "trainer_steps": 100, "ddim_steps": 50, "parallel_iterations": 100, "parallel_repeats": 3,
              "controls": {"compute": 1000, "memory": 100}, "metric_n": 10000,
-             "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5, "startup_repeats": 5},
+             "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5,
+             "startup_repeats": 3},
     "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1,
               "controls": {"compute": 20, "memory": 2}, "metric_n": 200,
-              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1, "startup_repeats": 1},
+              "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1,
+              "startup_repeats": 1},
 }
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
          "precision_recall_memory", "model_efficiency")

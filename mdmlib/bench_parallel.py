@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .benchmarking import figure
+from .benchmarking import figure, one_thread_env
 from .config import RunConfig, load_config
 from .data import load_split
 from .experts import Interval, expert_budgets, intervals_from_boundaries
@@ -94,7 +93,7 @@ def sharing_slowdown(kind: str, iterations: int) -> float:
 
 def run_jobs(jobs: list[Job], slots: int, config_path: Path, data_path: Path, work_dir: Path) -> tuple[float, list[JobTiming]]:
     """Run the jobs as worker processes, at most ``slots`` at once, longest first; (wall, timings)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake sets for threads: 1
+    env = one_thread_env()
     pending = sorted(jobs, key=lambda j: j.iterations, reverse=True)
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
     timings = []

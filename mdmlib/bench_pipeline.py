@@ -15,7 +15,6 @@ torch._dynamo, which torch.optim's first step loads) and added, once per job, to
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .benchmarking import figure
+from .benchmarking import figure, one_thread_env
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -80,7 +79,7 @@ def read_benchmark_seconds(path: str | Path) -> float:
 def process_startup_seconds(repeats: int) -> dict[str, list[float]]:
     """Wall seconds of a fresh one-thread Python process importing what a job imports ("job")
     and what a training job imports ("training"), measured in alternation ``repeats`` times."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake sets for threads: 1
+    env = one_thread_env()
     times: dict[str, list[float]] = {"job": [], "training": []}
     for _ in range(repeats):
         for kind, modules in (("job", JOB_IMPORTS), ("training", TRAINING_IMPORTS)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import os
 import statistics
 import tempfile
 import time
@@ -26,6 +27,11 @@ from .unet import UNet
 
 
 TARGET_OPS = {">=": operator.ge, "<=": operator.le}
+
+
+def one_thread_env() -> dict[str, str]:
+    """The environment of a one-thread job process, as Snakemake sets it for ``threads: 1``."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def figure(name: str, values: Sequence[float], unit: str = "", target: tuple[str, float] | None = None) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +22,9 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, SMOKE_OUT, copy_workflow
+
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "configs", "schemas", "profiles",
-                  "report", "envs"]
-SMOKE_OUT = Path("results/digits/smoke")
-COMPARED_DIRS = ("tables", "metrics")
 GPU_RULES = ("train_model", "train_baseline", "sample_point", "seed_spread")  # resources: gpu=1 in rules/
 SLURM_REQUIRED = os.environ.get("MDM_TEST_SLURM") == "1"
 # The baseline's FID series: data, the feature net, GPU rules (training, sampling) and
@@ -43,14 +39,6 @@ TIMING_COLUMN = re.compile(r"seconds|elapsed|wct|ntc|it/s", re.IGNORECASE)
 
 def load_profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 900) -> str:
@@ -143,7 +131,7 @@ def cpu_cluster_profile(workdir: Path, node_memory_mb: int) -> str:
 
 def compared_csvs(workdir: Path) -> dict[str, pd.DataFrame]:
     out = workdir / SMOKE_OUT
-    return {str(p.relative_to(out)): pd.read_csv(p) for d in COMPARED_DIRS for p in sorted((out / d).rglob("*.csv"))}
+    return {str(p.relative_to(out)): pd.read_csv(p) for p in sorted((out / "metrics").rglob("*.csv"))}
 
 
 def scontrol(*args: str) -> subprocess.CompletedProcess:

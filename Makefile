@@ -42,7 +42,7 @@ test: setup
 # The cluster stays up for the next run: .ci/slurm_cluster.sh stop ends it.
 slurm-test: setup
 	.ci/slurm_cluster.sh start
-	MDM_TEST_SLURM=1 $(PY) -m pytest tests/test_slurm.py
+	MDM_TEST_SLURM=1 $(PY) -m pytest tests/workflow/test_slurm.py
 
 lint: setup
 	snakemake --lint
@@ -59,4 +59,4 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 		|| echo "bench extra not installed: model_efficiency will skip diffusers"
 
 bench: setup $(BENCH_STAMP)
-	$(PY) benchmarks/run_benchmarks.py
+	$(PY) -m benchmarks.run

@@ -55,7 +55,7 @@ class TrainConfig:
     eval_points: int = 6  # snapshots per run, evenly spaced over its budget, for the evaluation series
     loss_bins: int = 8  # timestep bins of the logged loss (8 matches the paper's Fig. 2)
     threads: int = 1  # CPU threads of one training job (one job = one device)
-    data_parallel: int = 1  # processes (GPUs) per training job; > 1 runs it under torchrun (mdmlib.distributed)
+    data_parallel: int = 1  # processes (GPUs) per training job; > 1 runs it under torchrun (mdmlib.training.distributed)
     seed: int = 0
     recipe: str = "adm"  # the main runs' baseline recipe: adm | p2w | soft_truncation | importance
 
@@ -170,7 +170,7 @@ class MetricsConfig:
     def __post_init__(self):
         # At config load, so a missing weights file stops the run before any job starts.
         if self.features == "inception" and self.inception_weights is not None:
-            from .inception import check_weights_file
+            from mdmlib.metrics.inception_weights import check_weights_file
 
             check_weights_file(self.inception_weights)
 

@@ -1,11 +1,9 @@
 # Config validation, result paths and input functions shared by all rules.
 from mdmlib.config import INTERVAL_METHODS, load_config, to_plain
 from mdmlib.intervals import read_choice
-from mdmlib.plan import (MODEL_PATTERN, REALLOCATED_RUN, baseline_model, baseline_run_models, baseline_runs,
-                         eight_expert_models,
-                         eight_expert_runs, expert_models, point_snapshots, run_names, run_recipe, run_routing,
-                         snapshot_source)
-from mdmlib.reallocation import plan_models, read_plan
+from mdmlib.training.job import MODEL_PATTERN, baseline_model, expert_models, snapshot_source
+from mdmlib.studies.runs import REALLOCATED_RUN, baseline_run_models, baseline_runs, eight_expert_models, eight_expert_runs, point_snapshots, run_names, run_recipe, run_routing
+from mdmlib.studies.reallocation import plan_models, read_plan
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -100,7 +98,7 @@ def run_points(run):
 def checkpoint_file(model, point, longer_models=()):
     """A model's snapshot at a point. Its final weights are a longer model's snapshot when one
     of ``longer_models`` (same interval and recipe) has a snapshot at its budget: that model
-    is then never trained on its own (mdmlib.plan.snapshot_source says why this is exact)."""
+    is then never trained on its own (mdmlib.training.job.snapshot_source says why this is exact)."""
     if point == POINTS[-1]:
         source = snapshot_source(model, list(longer_models), len(POINTS))
         if source:

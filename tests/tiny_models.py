@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from mdmlib.config import ModelConfig
-from mdmlib.unet import AttentionBlock, ResBlock, UNet
+from mdmlib.models.unet import AttentionBlock, ResBlock, UNet
 
 
 def tiny_config(dropout: float = 0.0) -> ModelConfig:

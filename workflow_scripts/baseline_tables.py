@@ -5,7 +5,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from mdmlib.baselines import write_baseline_tables
+from mdmlib.studies.baselines import write_baseline_tables
 from mdmlib.config import load_config
 
 cfg = load_config(snakemake.config)

@@ -6,9 +6,9 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from mdmlib.config import load_config
-from mdmlib.convergence import ConvergenceRule
-from mdmlib.reallocation import read_plan
-from mdmlib.reporting import write_convergence_study
+from mdmlib.studies.convergence_rule import ConvergenceRule
+from mdmlib.studies.reallocation import read_plan
+from mdmlib.report.writers import write_convergence_study
 
 cfg = load_config(snakemake.config)
 write_convergence_study([pd.read_csv(p) for p in snakemake.input.series], snakemake.params.models,

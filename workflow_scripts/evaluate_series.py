@@ -4,8 +4,8 @@ import sys
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from mdmlib.config import load_config
-from mdmlib.evaluation import evaluate_series
-from mdmlib.plan import job_device
+from mdmlib.metrics.series import evaluate_series
+from mdmlib.runtime.devices import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))

@@ -6,7 +6,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from mdmlib.intervals import read_choice
-from mdmlib.intervals.study import write_interval_study
+from mdmlib.studies.interval_study import write_interval_study
 
 choices = {m: read_choice(p) for m, p in zip(snakemake.params.methods, snakemake.input.choices)}
 series = {m: pd.read_csv(p) for m, p in zip(snakemake.params.study_methods, snakemake.input.series)}

@@ -6,8 +6,8 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from mdmlib.config import load_config
-from mdmlib.convergence import ConvergenceRule
-from mdmlib.reporting import write_paper_tables
+from mdmlib.studies.convergence_rule import ConvergenceRule
+from mdmlib.report.writers import write_paper_tables
 
 cfg = load_config(snakemake.config)
 series = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snakemake.input.series)}

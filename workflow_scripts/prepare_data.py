@@ -4,7 +4,7 @@ import sys
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from mdmlib.config import load_config
-from mdmlib.data import prepare_dataset
+from mdmlib.data.splits import prepare_dataset
 
 cfg = load_config(snakemake.config)
 provenance = prepare_dataset(cfg.data, snakemake.output.train, snakemake.output.val, snakemake.output.provenance)

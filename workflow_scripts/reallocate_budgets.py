@@ -6,8 +6,8 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from mdmlib.config import load_config
-from mdmlib.convergence import ConvergenceRule
-from mdmlib.reallocation import reallocation_plan, write_plan
+from mdmlib.studies.convergence_rule import ConvergenceRule
+from mdmlib.studies.reallocation import reallocation_plan, write_plan
 
 cfg = load_config(snakemake.config)
 plan = reallocation_plan([pd.read_csv(p) for p in snakemake.input.series], snakemake.params.models,

@@ -4,9 +4,9 @@ import sys
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from mdmlib.config import load_config
-from mdmlib.data import load_split
-from mdmlib.metrics import compute_reference, make_extractor
-from mdmlib.plan import job_device
+from mdmlib.data.splits import load_split
+from mdmlib.metrics.reference import compute_reference, make_extractor
+from mdmlib.runtime.devices import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))

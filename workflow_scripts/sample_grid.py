@@ -5,7 +5,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from mdmlib.reporting import write_sample_grid
+from mdmlib.report.writers import write_sample_grid
 
 series = pd.read_csv(snakemake.input.series)
 write_sample_grid(series, snakemake.input.samples, snakemake.params.grid_size, snakemake.output.png)

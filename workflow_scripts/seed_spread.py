@@ -5,9 +5,9 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from mdmlib.baselines import checkpoints_by_point, seed_spread
+from mdmlib.studies.baselines import checkpoints_by_point, seed_spread
 from mdmlib.config import load_config
-from mdmlib.plan import job_device
+from mdmlib.runtime.devices import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)

@@ -6,7 +6,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from mdmlib.config import load_config
 from mdmlib.intervals import write_choice
 from mdmlib.intervals.select import select_intervals
-from mdmlib.plan import job_device
+from mdmlib.runtime.devices import job_device
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))

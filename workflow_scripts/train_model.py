@@ -4,10 +4,11 @@ import sys
 sys.stdout = sys.stderr = open(snakemake.log[0], "a", buffering=1)  # append: keeps earlier attempts
 
 from mdmlib.config import load_config
-from mdmlib.data import load_split
-from mdmlib.distributed import launch_data_parallel
-from mdmlib.plan import job_device, train_job
-from mdmlib.training import run_training, write_training_outputs
+from mdmlib.data.splits import load_split
+from mdmlib.training.distributed import launch_data_parallel
+from mdmlib.runtime.devices import job_device
+from mdmlib.training.job import train_job
+from mdmlib.training.loop import run_training, write_training_outputs
 
 cfg = load_config(snakemake.config)
 job = train_job(snakemake.wildcards.model, cfg)

@@ -3,6 +3,11 @@
 One module per method of the papers; each returns an ``IntervalChoice`` and the
 pipeline writes it to ``intervals/<method>_n<n>.json`` (see ``choice``).
 """
-from .choice import IntervalChoice, IntervalFileError, read_choice, write_choice
+from mdmlib.intervals.choice import (
+    IntervalChoice,
+    IntervalFileError,
+    read_choice,
+    write_choice,
+)
 
 __all__ = ["IntervalChoice", "IntervalFileError", "read_choice", "write_choice"]

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..diffusion import NoiseSchedule
-from ..figures import plt, save_figure
-from ..sampling import ddim_sample, ddim_timesteps
-from ..unet import record_attention
-from .choice import IntervalChoice
-from .partition import best_partition
+from mdmlib.core.schedule import NoiseSchedule
+from mdmlib.intervals.choice import IntervalChoice
+from mdmlib.intervals.partition import best_partition
+from mdmlib.models.hooks import record_attention
+from mdmlib.report.figures import plt, save_figure
+from mdmlib.sampling.ddim import ddim_sample, ddim_timesteps
 
 
 def attention_concentration(weights: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..experts import Interval
+from mdmlib.core.intervals import Interval
 
 FORMAT = "mdmlib.interval_choice/v1"
 

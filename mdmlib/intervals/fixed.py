@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .choice import IntervalChoice
+from mdmlib.intervals.choice import IntervalChoice
 
 
 def paper_intervals(fractions: Sequence[float], timesteps: int) -> IntervalChoice:

@@ -26,10 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..diffusion import NoiseSchedule, epsilon_loss_per_sample
-from ..figures import plt, save_figure
-from .choice import IntervalChoice
-from .partition import best_partition
+from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
+from mdmlib.intervals.choice import IntervalChoice
+from mdmlib.intervals.partition import best_partition
+from mdmlib.report.figures import plt, save_figure
 
 
 def grid_cells(timesteps: int, grid: int) -> tuple[list[int], list[int]]:

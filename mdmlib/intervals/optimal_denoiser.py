@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import to_model_range
-from ..diffusion import NoiseSchedule
-from .choice import IntervalChoice
-from .partition import best_partition
+from mdmlib.core.images import to_model_range
+from mdmlib.core.schedule import NoiseSchedule
+from mdmlib.intervals.choice import IntervalChoice
+from mdmlib.intervals.partition import best_partition
 
 METHOD = "optimal_denoiser"
 FIGURE_NAME = "optimal_denoiser_distance.png"
@@ -185,7 +185,7 @@ def intervals_table(choices: dict[int, IntervalChoice]) -> pd.DataFrame:
 def distance_figure(distance: np.ndarray, edges: np.ndarray, choices: dict[int, IntervalChoice],
                     png_path: str | Path, label: str = "D") -> None:
     """Left: D over (t_a, t_b) on the grid. Right: the chosen intervals for each n on the same t axis."""
-    from ..figures import plt, save_figure
+    from mdmlib.report.figures import plt, save_figure
 
     timesteps = int(edges[-1])
     fig, (heat, bars) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained",

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, model_from_checkpoint
-from ..config import RunConfig
-from ..data import load_split, to_model_range
-from ..diffusion import NoiseSchedule
-from .choice import IntervalChoice
-from .fixed import paper_intervals, uniform_intervals
+from mdmlib.config import RunConfig
+from mdmlib.core.images import to_model_range
+from mdmlib.core.schedule import NoiseSchedule
+from mdmlib.data.splits import load_split
+from mdmlib.intervals.choice import IntervalChoice
+from mdmlib.intervals.fixed import paper_intervals, uniform_intervals
+from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def select_intervals(method: str, cfg: RunConfig, device: torch.device, train_path: str | Path | None = None,
@@ -31,11 +32,11 @@ def select_intervals(method: str, cfg: RunConfig, device: torch.device, train_pa
     if method == "uniform":
         return uniform_intervals(T, n)
     if method == "snr":
-        from .snr import snr_intervals
+        from mdmlib.intervals.snr import snr_intervals
 
         return snr_intervals(schedule, n, settings.snr.min_flops_ratio, figure_dir=figure_dir)
     if method == "optimal_denoiser":
-        from .optimal_denoiser import optimal_denoiser_intervals
+        from mdmlib.intervals.optimal_denoiser import optimal_denoiser_intervals
 
         od = settings.optimal_denoiser
         images, _ = load_split(train_path)
@@ -48,7 +49,7 @@ def select_intervals(method: str, cfg: RunConfig, device: torch.device, train_pa
     model = analysed_model(model_path, device)
     generator = torch.Generator().manual_seed(settings.seed)
     if method == "attention":
-        from .attention import attention_intervals
+        from mdmlib.intervals.attention import attention_intervals
 
         a = settings.attention
         shape = (a.images, model.in_channels, model.resolution, model.resolution)
@@ -56,7 +57,7 @@ def select_intervals(method: str, cfg: RunConfig, device: torch.device, train_pa
         return attention_intervals(model, schedule, noise, n, steps=a.steps, batch_size=a.batch_size,
                                    figure_dir=figure_dir)
     if method == "gradient":
-        from .gradient import gradient_intervals
+        from mdmlib.intervals.gradient import gradient_intervals
 
         g = settings.gradient
         images, _ = load_split(train_path)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..diffusion import NoiseSchedule
-from .choice import IntervalChoice
+from mdmlib.core.schedule import NoiseSchedule
+from mdmlib.intervals.choice import IntervalChoice
 
 METHOD = "snr"
 FIGURE_NAME = "snr_flops.png"
@@ -110,7 +110,7 @@ def snr_intervals(schedule: NoiseSchedule, n: int, min_flops_ratio: float = PAPE
 
 def flops_figure(flops_ratio: np.ndarray, choice: IntervalChoice, png_path: str | Path) -> None:
     """FLOPs(t)/F over t with the group limits (horizontal) and the interval boundaries (vertical)."""
-    from ..figures import plt, save_figure
+    from mdmlib.report.figures import plt, save_figure
 
     t = np.arange(1, len(flops_ratio) + 1)
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")

@@ -1,0 +1,137 @@
+"""An ADM-style U-Net (Dhariwal & Nichol 2021) sized by ``ModelConfig``.
+
+Residual blocks with scale-shift timestep conditioning, multi-head self-attention at
+the listed resolutions, and a switch that records attention softmax weights for the
+MDM attention-concentration analysis without changing any output.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mdmlib.config import ModelConfig
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    # ADM uses 32 groups; small widths keep at least 4 channels per group.
+    return nn.GroupNorm(math.gcd(32, max(1, channels // 4)), channels)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of timestep indices (ADM's ``timestep_embedding``)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice; the timestep embedding scales and shifts the second norm."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.in_layers = nn.Sequential(group_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
+        self.out_norm = group_norm(out_ch)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        nn.init.zeros_(self.out_layers[-1].weight)  # each block starts as the identity (ADM's zero_module)
+        nn.init.zeros_(self.out_layers[-1].bias)
+        self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        scale, shift = self.emb_layers(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.out_norm(h) * (1 + scale) + shift
+        return self.skip(x) + self.out_layers(h)
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over spatial positions; ``label`` is 'r-o' as in MDM Fig. 3(b)."""
+
+    def __init__(self, channels: int, channels_per_head: int, label: str):
+        super().__init__()
+        self.num_heads = channels // channels_per_head
+        self.label = label
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.recorded: list[torch.Tensor] | None = None  # set to a list to record softmax weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x).reshape(b, c, h * w))
+        q, k, v = qkv.reshape(b * self.num_heads, 3 * c // self.num_heads, h * w).chunk(3, dim=1)
+        scale = (c // self.num_heads) ** -0.5
+        logits = torch.einsum("bcq,bck->bqk", q * scale, k)
+        weights = logits.softmax(dim=-1)
+        if self.recorded is not None:
+            self.recorded.append(weights.detach().reshape(b, self.num_heads, h * w, h * w).cpu())
+        out = torch.einsum("bqk,bck->bcq", weights, v).reshape(b, c, h * w)
+        return x + self.proj(out).reshape(b, c, h, w)
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, in_channels: int, resolution: int):
+        super().__init__()
+        self.cfg, self.in_channels, self.resolution = cfg, in_channels, resolution
+        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.down, self.up = nn.ModuleList(), nn.ModuleList()
+        skips, res, attn_count = [ch], resolution, {}
+
+        def attention(channels: int) -> nn.Module:
+            if res not in cfg.attention_resolutions:
+                return nn.Identity()
+            attn_count[res] = attn_count.get(res, 0) + 1
+            return AttentionBlock(channels, cfg.channels_per_head, f"{res}-{attn_count[res]}")
+
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                block = ResBlock(ch, cfg.base_channels * mult, emb_dim, cfg.dropout)
+                ch = cfg.base_channels * mult
+                self.down.append(nn.ModuleList([block, attention(ch)]))
+                skips.append(ch)
+            if level < len(cfg.channel_mult) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                skips.append(ch)
+                res //= 2
+        self.middle = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), attention(ch),
+                                     ResBlock(ch, ch, emb_dim, cfg.dropout)])
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                block = ResBlock(ch + skips.pop(), cfg.base_channels * mult, emb_dim, cfg.dropout)
+                ch = cfg.base_channels * mult
+                layers = [block, attention(ch)]
+                if level > 0 and i == cfg.num_res_blocks:
+                    layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                    layers.append(nn.Conv2d(ch, ch, 3, padding=1))
+                    res *= 2
+                self.up.append(nn.ModuleList(layers))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, in_channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        emb = self.time_embed(timestep_embedding(t, self.cfg.base_channels))
+        h = self.input_conv(x)
+        hs = [h]
+        for layers in self.down:
+            for layer in layers:
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            hs.append(h)
+        for layer in self.middle:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        for layers in self.up:
+            h = torch.cat([h, hs.pop()], dim=1)
+            for layer in layers:
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return self.out(h)
+
+

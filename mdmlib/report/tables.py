@@ -1,0 +1,30 @@
+"""Tables as CSV + Markdown, and the best point of an evaluation series."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+
+def best_point(series: pd.DataFrame) -> pd.Series:
+    """The first point reaching the run's lowest FID (the paper's 'best score')."""
+    return series.loc[series["fid"].idxmin()]
+
+
+def markdown_table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
+    """A GitHub Markdown table; NaN prints as '-' (not reached / not applicable)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        return str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([f"**{caption}**", "", head, rule, *body, ""])
+
+
+def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str) -> None:
+    df.to_csv(csv_path, index=False)
+    Path(md_path).write_text(markdown_table(df, caption))

@@ -1,0 +1,64 @@
+"""Sampling one evaluation point of a run, and reading the sample files back.
+
+A run is the baseline (one checkpoint per point) or MDM (one checkpoint per expert per
+point). Each sample file carries the steps and measured training seconds of the
+checkpoints it came from, so cost accounting needs nothing else.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mdmlib.config import SamplingConfig
+from mdmlib.core.schedule import NoiseSchedule
+from mdmlib.routing.mixture import mixture_from_checkpoints
+from mdmlib.sampling.ddim import generate_images
+from mdmlib.training.checkpoint import load_checkpoint
+
+SAMPLE_KEYS = ("images", "checkpoint_names", "checkpoint_steps", "checkpoint_iterations", "checkpoint_seconds", "seeds")
+
+
+def sample_point(checkpoint_paths: Sequence[str | Path], cfg: SamplingConfig, out_path: str | Path,
+                 device: torch.device, log: Callable[[str], None] = print,
+                 intervals: list[list[int]] | None = None, seed_set: int = 0) -> None:
+    """DDIM samples from the EMA weights of the given checkpoints (routed as experts).
+
+    ``intervals`` overrides the routing (see ``mixture_from_checkpoints``); sample set
+    ``seed_set`` s uses seeds ``seed + s * num_samples + i``, disjoint from the other sets.
+    """
+    ckpts = [load_checkpoint(p) for p in checkpoint_paths]
+    diffusion = ckpts[0]["config"]["diffusion"]
+    schedule = NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"])
+    model = mixture_from_checkpoints(checkpoint_paths, intervals).to(device)
+    shape = (ckpts[0]["in_channels"], ckpts[0]["resolution"], ckpts[0]["resolution"])
+    first = cfg.seed + seed_set * cfg.num_samples
+    seeds = list(range(first, first + cfg.num_samples))
+    log(f"sampling {len(seeds)} images, DDIM {cfg.steps} steps, eta {cfg.eta}, "
+        f"{len(ckpts)} expert(s): {[c['name'] + '@' + str(c['step']) for c in ckpts]}")
+    images = generate_images(model, schedule, shape, seeds, cfg.steps, cfg.eta, cfg.batch_size, device, log)
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, images=images, seeds=np.asarray(seeds),
+             checkpoint_names=np.asarray([c["name"] for c in ckpts]),
+             checkpoint_steps=np.asarray([c["step"] for c in ckpts]),
+             checkpoint_iterations=np.asarray([c["iterations"] for c in ckpts]),
+             checkpoint_seconds=np.asarray([c["elapsed_seconds"] for c in ckpts], dtype=np.float64))
+    os.replace(tmp, out_path)
+
+
+def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception as exc:
+        raise ValueError(f"sample file {path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in SAMPLE_KEYS if k not in data]
+    if missing or data["images"].dtype != np.uint8 or data["images"].ndim != 4:
+        raise ValueError(f"sample file {path}: malformed (missing {missing} or images not uint8 NCHW)")
+    return data
+
+

@@ -1,6 +1,6 @@
 # Config validation, result paths and input functions shared by all rules.
 from mdmlib.config import INTERVAL_METHODS, load_config, to_plain
-from mdmlib.intervals import read_choice
+from mdmlib.intervals.choice import read_choice
 from mdmlib.training.job import MODEL_PATTERN, baseline_model, expert_models, snapshot_source
 from mdmlib.studies.runs import REALLOCATED_RUN, baseline_run_models, baseline_runs, eight_expert_models, eight_expert_runs, point_snapshots, run_names, run_recipe, run_routing
 from mdmlib.studies.reallocation import plan_models, read_plan

@@ -5,7 +5,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from mdmlib.intervals import read_choice
+from mdmlib.intervals.choice import read_choice
 from mdmlib.studies.interval_study import write_interval_study
 
 choices = {m: read_choice(p) for m, p in zip(snakemake.params.methods, snakemake.input.choices)}

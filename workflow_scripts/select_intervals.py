@@ -4,7 +4,7 @@ import sys
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from mdmlib.config import load_config
-from mdmlib.intervals import write_choice
+from mdmlib.intervals.choice import write_choice
 from mdmlib.intervals.select import select_intervals
 from mdmlib.runtime.devices import job_device
 

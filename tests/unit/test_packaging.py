@@ -1,8 +1,6 @@
 """The conda environment for cluster users lists exactly the packages of pyproject.toml."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import tomllib
 import yaml
 from conftest import REPO

@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO, SMOKE_OUT, copy_smoke_run, snakemake
 
 from mdmlib.config import INTERVAL_METHODS
-from mdmlib.intervals import read_choice
+from mdmlib.intervals.choice import read_choice
 from mdmlib.studies.interval_study import METHOD_LABELS
 
 

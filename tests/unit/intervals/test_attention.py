@@ -10,7 +10,6 @@ import torch
 from tiny_models import perturbed_unet
 
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.intervals import read_choice, write_choice
 from mdmlib.intervals.attention import (
     attention_concentration,
     attention_intervals,
@@ -18,6 +17,7 @@ from mdmlib.intervals.attention import (
     boundaries_from_fit,
     fit_segments,
 )
+from mdmlib.intervals.choice import read_choice, write_choice
 from mdmlib.models.hooks import record_attention
 from mdmlib.models.unet import AttentionBlock, UNet
 from mdmlib.sampling.ddim import ddim_timesteps

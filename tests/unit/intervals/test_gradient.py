@@ -10,7 +10,7 @@ from tiny_models import perturbed_unet
 from torch import nn
 
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
-from mdmlib.intervals import read_choice, write_choice
+from mdmlib.intervals.choice import read_choice, write_choice
 from mdmlib.intervals.gradient import (
     best_cutoffs,
     gradient_intervals,

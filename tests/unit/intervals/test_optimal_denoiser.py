@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.intervals import read_choice, write_choice
+from mdmlib.intervals.choice import read_choice, write_choice
 from mdmlib.intervals.optimal_denoiser import (
     grid_cells,
     intervals_table,

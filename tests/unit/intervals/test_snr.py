@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.intervals import read_choice, write_choice
+from mdmlib.intervals.choice import read_choice, write_choice
 from mdmlib.intervals.snr import flops_ratio_curve, snr_intervals
 
 

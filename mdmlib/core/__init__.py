@@ -1,0 +1,1 @@
+"""Core pieces every other package uses: intervals and budgets, noise schedules, image ranges, atomic writes."""

@@ -1,0 +1,1 @@
+"""Metrics: FID, sFID, precision/recall, their feature networks, reference statistics and series."""

@@ -1,0 +1,1 @@
+"""Mixtures of experts: which model serves which timestep."""

@@ -1,0 +1,1 @@
+"""Where a job runs: its device and its GPU slot."""

@@ -1,0 +1,1 @@
+"""Sampling: the DDIM solver and the sample files of evaluation points."""

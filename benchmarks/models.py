@@ -21,11 +21,11 @@ from torch import nn
 from benchmarks.timing import figure, paired_ratio
 from mdmlib.config import ModelConfig
 from mdmlib.models.macs import count_parameters, forward_macs
-from mdmlib.models.unet import UNet
+from mdmlib.models.registry import new_model
 
 
 def diffusers_counterpart(cfg: ModelConfig, channels: int, resolution: int) -> nn.Module:
-    """``UNet2DModel`` shaped like ``UNet(cfg)``; raises ImportError without diffusers."""
+    """``UNet2DModel`` shaped like the project's U-Net for ``cfg``; raises ImportError without diffusers."""
     from diffusers import UNet2DModel
 
     widths = [cfg.base_channels * m for m in cfg.channel_mult]
@@ -56,7 +56,7 @@ def _step_seconds(forward: Callable, params, x, t, noise, steps: int) -> float:
 def model_efficiency(cfg: ModelConfig, channels: int, resolution: int, batch: int, steps: int, repeats: int) -> dict:
     """Parameters, forward MACs per image and training-step time (paired repeats) of both models."""
     torch.manual_seed(0)
-    ours = UNet(cfg, channels, resolution).train()
+    ours = new_model(cfg, channels, resolution).train()
     x, noise = torch.randn(2, batch, channels, resolution, resolution)
     t = torch.randint(0, 1000, (batch,))
     result = {"batch": batch, "resolution": resolution, "channels": channels, "steps": steps, "repeats": repeats,

@@ -16,6 +16,7 @@ from benchmarks.models import model_efficiency
 from benchmarks.parallel import parallel_experts
 from benchmarks.pipeline import pipeline_overhead
 from benchmarks.throughput import routing_overhead, trainer_overhead
+from mdmlib import paths
 from mdmlib.config import load_config
 from mdmlib.data.splits import load_split, prepare_dataset
 
@@ -39,7 +40,7 @@ def benchmarks(cfg, args, train_path: Path) -> dict:
     s = SIZES["quick" if args.quick else "full"]
     images, _ = load_split(train_path)
     channels, res = images.shape[1], cfg.data.resolution
-    run_dir = args.pipeline_run or f"results/{cfg.data.dataset}/{cfg.experiment}"
+    run_dir = args.pipeline_run or paths.run_dir(cfg)
     return {
         "trainer_overhead": lambda: trainer_overhead(cfg, images, s["trainer_steps"], s["repeats"]),
         "routing_overhead": lambda: routing_overhead(cfg, channels, cfg.sampling.batch_size, s["ddim_steps"],

@@ -16,7 +16,7 @@ from mdmlib.config import RunConfig
 from mdmlib.core.images import to_model_range
 from mdmlib.core.intervals import Interval, intervals_from_boundaries
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
-from mdmlib.models.unet import UNet
+from mdmlib.models.registry import new_model
 from mdmlib.routing.mixture import ExpertMixture
 from mdmlib.sampling.ddim import ddim_sample
 from mdmlib.training.job import TrainJob, snapshot_steps
@@ -26,7 +26,7 @@ from mdmlib.training.loop import run_training
 def bare_training_seconds(cfg: RunConfig, images: np.ndarray, steps: int) -> float:
     """Forward, backward and Adam step only, on batches drawn the same way as the trainer's."""
     torch.manual_seed(cfg.training.seed)
-    model = UNet(cfg.model, images.shape[1], cfg.data.resolution)
+    model = new_model(cfg.model, images.shape[1], cfg.data.resolution)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
     data, gen, b = to_model_range(images), torch.Generator().manual_seed(0), cfg.training.batch_size
@@ -64,7 +64,7 @@ def trainer_overhead(cfg: RunConfig, images: np.ndarray, steps: int, repeats: in
 def routing_overhead(cfg: RunConfig, channels: int, batch: int, steps: int, repeats: int) -> dict:
     """DDIM time of the expert mixture over one model of the same architecture (target <= 1.03)."""
     torch.manual_seed(0)
-    single = UNet(cfg.model, channels, cfg.data.resolution).eval()
+    single = new_model(cfg.model, channels, cfg.data.resolution).eval()
     intervals = intervals_from_boundaries(cfg.experts.boundaries, cfg.diffusion.timesteps)
     mixture = ExpertMixture([copy.deepcopy(single) for _ in intervals], intervals).eval()
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)

@@ -6,11 +6,16 @@ the library names and types instead of nested dictionaries.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import importlib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
+
+from mdmlib.intervals.registry import interval_method, method_names
+from mdmlib.metrics.inception_weights import check_weights_file
+from mdmlib.models.registry import architecture_names
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -36,6 +41,7 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    architecture: str = "unet"  # a name in mdmlib.models.registry; the fields below are the U-Net's
     base_channels: int = 32  # channels at the first resolution
     channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution level
     num_res_blocks: int = 1  # residual blocks per resolution
@@ -60,12 +66,9 @@ class TrainConfig:
     recipe: str = "adm"  # the main runs' baseline recipe: adm | p2w | soft_truncation | importance
 
 
-INTERVAL_METHODS = ("paper", "attention", "gradient", "optimal_denoiser", "snr", "uniform")
-
-
 @dataclass(frozen=True)
 class ExpertsConfig:
-    intervals: str = "paper"  # how the experts' intervals are chosen: one of INTERVAL_METHODS
+    intervals: str = "paper"  # how the experts' intervals are chosen: a method of mdmlib.intervals.registry
     n: int = 3  # number of experts (intervals)
     # The 'paper' method's interior boundaries as fractions of T, ascending. [0.1, 0.8] gives
     # the MDM paper's ADM intervals tau_C = (0, 0.1T], tau_B = (0.1T, 0.8T], tau_A = (0.8T, T].
@@ -73,36 +76,9 @@ class ExpertsConfig:
 
 
 @dataclass(frozen=True)
-class AttentionSelectionConfig:  # MDM Sec. 4.2, Eq. 3
-    checkpoint_fraction: float = 0.1  # analyse a baseline trained for this share of its budget (paper: 10%)
-    images: int = 100  # DDIM trajectories averaged (1000 in the paper)
-    steps: int = 50  # DDIM steps
-    batch_size: int = 100
-
-
-@dataclass(frozen=True)
-class GradientSelectionConfig:  # DiffPruning Sec. 3.3, supplementary Eq. 1-3
-    checkpoint_fraction: float = 1.0  # the trained baseline
-    grid: int = 20  # timesteps whose loss gradients are compared
-    batch_size: int = 64  # the fixed batch of training images (same images and noise for every t)
-
-
-@dataclass(frozen=True)
-class OptimalDenoiserSelectionConfig:  # multi-stage supplementary Eq. 20-21, Algorithm 2
-    grid: int = 50  # timesteps of the search grid
-    probes: int = 64  # probe images whose denoiser outputs are compared
-    table_n: tuple[int, ...] = (2, 3, 4, 5)  # interval counts reported in its table
-
-
-@dataclass(frozen=True)
-class SnrSelectionConfig:  # TDC Eq. 2-5
-    min_flops_ratio: float = 0.5  # k: the easiest timestep gets k*F FLOPs
-
-
-@dataclass(frozen=True)
 class IntervalStudyConfig:
     # MDM trained with each method's intervals at equal total iterations (multi-stage Table 4 form).
-    methods: tuple[str, ...] = INTERVAL_METHODS
+    methods: tuple[str, ...] = field(default_factory=method_names)  # default: every registered method
     iterations: int = 800  # total over the experts of one method, split by interval size
 
 
@@ -127,12 +103,35 @@ class BaselinesConfig:
 
 @dataclass(frozen=True)
 class IntervalsConfig:
-    attention: AttentionSelectionConfig = field(default_factory=AttentionSelectionConfig)
-    gradient: GradientSelectionConfig = field(default_factory=GradientSelectionConfig)
-    optimal_denoiser: OptimalDenoiserSelectionConfig = field(default_factory=OptimalDenoiserSelectionConfig)
-    snr: SnrSelectionConfig = field(default_factory=SnrSelectionConfig)
     study: IntervalStudyConfig = field(default_factory=IntervalStudyConfig)
     seed: int = 0  # noise and image draws of the analyses
+    # intervals.<method>: the settings of every registered method that has some (its
+    # registry entry names their dataclass), so a new method needs no field here
+    methods: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in method_names():
+            settings = interval_method(name).settings
+            if settings is not None and name not in self.methods:
+                object.__setattr__(self, "methods", {**self.methods, name: settings()})
+
+    def settings(self, method: str) -> Any:
+        """The settings of ``method`` (None for a method without settings)."""
+        return self.methods.get(method)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> IntervalsConfig:
+        values, methods = dict(values), {}
+        for name in method_names():
+            settings = interval_method(name).settings
+            if settings is not None:
+                methods[name] = from_dict(settings, values.pop(name, None))
+        study = from_dict(IntervalStudyConfig, values.pop("study", None))
+        return from_dict(cls, {**values, "study": study, "methods": methods})
+
+    def to_plain(self) -> dict[str, Any]:
+        """The YAML's shape: each method's block beside study and seed."""
+        return {**{k: to_plain(v) for k, v in self.methods.items()}, "study": to_plain(self.study), "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -170,14 +169,15 @@ class MetricsConfig:
     def __post_init__(self):
         # At config load, so a missing weights file stops the run before any job starts.
         if self.features == "inception" and self.inception_weights is not None:
-            from mdmlib.metrics.inception_weights import check_weights_file
-
             check_weights_file(self.inception_weights)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     experiment: str = "default"  # results/<dataset>/<experiment>/
+    # Python modules imported before the config is checked: they register architectures
+    # (mdmlib.models.registry) and interval methods (mdmlib.intervals.registry) of their own.
+    plugins: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=DataConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -195,8 +195,10 @@ class RunConfig:
 
 def to_plain(obj: Any) -> Any:
     """Dataclass -> nested dict of plain types (tuples become lists), e.g. for checkpoints."""
+    if hasattr(obj, "to_plain"):
+        return obj.to_plain()
     if hasattr(obj, "__dataclass_fields__"):
-        return {k: to_plain(v) for k, v in asdict(obj).items()}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -217,7 +219,9 @@ def from_dict(cls: type, values: dict[str, Any] | None):
     kwargs = {}
     for name, value in values.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
-        if hasattr(default, "__dataclass_fields__") and isinstance(value, dict):
+        if isinstance(default, IntervalsConfig) and isinstance(value, dict):
+            value = IntervalsConfig.from_values(value)
+        elif hasattr(default, "__dataclass_fields__") and isinstance(value, dict):
             value = from_dict(type(default), value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -232,7 +236,8 @@ def validate(values: dict[str, Any]) -> RunConfig:
     """
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    load_plugins(values.get("plugins") or [])
+    schema = registered_schema(yaml.safe_load(SCHEMA_PATH.read_text()))
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     if errors:
@@ -245,6 +250,32 @@ def validate(values: dict[str, Any]) -> RunConfig:
     cfg = from_dict(RunConfig, values)
     _check_consistency(cfg)
     return cfg
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import each plug-in module; it registers its architectures and interval methods."""
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise ValueError(f"config key 'plugins': expected a list of module names, got {modules!r}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"config key 'plugins': cannot import {module!r} ({err})") from err
+
+
+def registered_schema(schema: dict) -> dict:
+    """The schema with the registries' names as the allowed methods and architectures, and the
+    schema blocks that plug-in methods carry."""
+    props = schema["properties"]
+    names = list(method_names())
+    props["experts"]["properties"]["intervals"]["enum"] = names
+    props["intervals"]["properties"]["study"]["properties"]["methods"]["items"]["enum"] = names
+    props["model"]["properties"]["architecture"]["enum"] = list(architecture_names())
+    for name in names:
+        block = interval_method(name).schema
+        if block is not None:
+            props["intervals"]["properties"][name] = block
+    return schema
 
 
 def _check_consistency(cfg: RunConfig) -> None:
@@ -264,15 +295,12 @@ def _check_consistency(cfg: RunConfig) -> None:
     if cfg.intervals.study.iterations < cfg.experts.n:
         raise ValueError(f"config key 'intervals.study.iterations': each of the {cfg.experts.n} experts "
                          "needs at least one iteration")
-    used = {cfg.experts.intervals, *cfg.intervals.study.methods}
-    n, sel = cfg.experts.n, cfg.intervals
-    needs = {"attention": ("intervals.attention.steps", sel.attention.steps, 2 * n),  # 2 points per segment
-             "gradient": ("intervals.gradient.grid", sel.gradient.grid, n),
-             "optimal_denoiser": ("intervals.optimal_denoiser.grid", sel.optimal_denoiser.grid,
-                                  max(n, *sel.optimal_denoiser.table_n))}
-    for method, (key, value, least) in needs.items():
-        if method in used and value < least:
-            raise ValueError(f"config key '{key}': {value} is too few for {least} intervals")
+    used = [m for m in method_names() if m in {cfg.experts.intervals, *cfg.intervals.study.methods}]
+    for method in used:
+        check = interval_method(method).check
+        problem = check(cfg.intervals.settings(method), cfg.experts.n) if check else None
+        if problem:
+            raise ValueError(problem)
     if "adm" not in cfg.baselines.recipes:
         raise ValueError("config key 'baselines.recipes': must include 'adm' (Tables 1 and 4 compare against it)")
     st = cfg.baselines.soft_truncation_boundaries
@@ -287,6 +315,13 @@ def _check_consistency(cfg: RunConfig) -> None:
     if cfg.training.checkpoint_every % cfg.training.log_every:
         raise ValueError("config key 'training.checkpoint_every': must be a multiple of training.log_every "
                          "so a resumed run repeats no logged interval")
+    if cfg.model.architecture == "unet":
+        _check_unet(cfg)
+    if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
+        raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
+
+
+def _check_unet(cfg: RunConfig) -> None:
     res = cfg.data.resolution
     levels = len(cfg.model.channel_mult)
     if res % (2 ** (levels - 1)) != 0:
@@ -300,8 +335,6 @@ def _check_consistency(cfg: RunConfig) -> None:
     for c in cfg.model.channel_mult:
         if (cfg.model.base_channels * c) % cfg.model.channels_per_head:
             raise ValueError("config key 'model.channels_per_head': must divide every level's channel count")
-    if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
-        raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
 
 
 def load_config(path: str | Path | dict) -> RunConfig:

@@ -6,24 +6,24 @@
 rule seed_spread:
     input:
         unpack(feature_net_input),
-        series=f"{OUT}/metrics/{{run}}.csv",
-        checkpoints=lambda wc: [f"{OUT}/models/{m}/point_{p}.pt" for p in POINTS for m in run_models(wc.run)],
+        series=paths.series(OUT, "{run}"),
+        checkpoints=lambda wc: [paths.snapshot(OUT, m, p) for p in POINTS for m in run_models(wc.run)],
         reference=rules.reference_statistics.output[0],
     output:
-        f"{OUT}/metrics/{{run}}_seeds.csv",
+        paths.seed_spread(OUT, "{run}"),
     params:
         sampling=trigger(CFG.sampling),
         sets=CFG.baselines.sampling_seeds,
         models=lambda wc: run_models(wc.run),
         routing=lambda wc: run_routing(wc.run, CFG),
-        scratch=lambda wc: f"{OUT}/samples/{wc.run}/seed_sets",
+        scratch=lambda wc: paths.seed_sets(OUT, wc.run),
     threads: CFG.sampling.threads
     resources:
         gpu=1,
     log:
-        f"{OUT}/logs/seed_spread/{{run}}.log",
+        paths.log(OUT, "seed_spread", "{run}"),
     benchmark:
-        f"{OUT}/benchmarks/seed_spread/{{run}}.tsv"
+        paths.benchmark(OUT, "seed_spread", "{run}")
     conda:
         ENV
     script:
@@ -32,18 +32,18 @@ rule seed_spread:
 
 rule baseline_tables:
     input:
-        spreads=expand(f"{OUT}/metrics/{{run}}_seeds.csv", run=BASELINE_RUNS),
+        spreads=[paths.seed_spread(OUT, run) for run in BASELINE_RUNS],
     output:
         **{f"{name}_{ext}": (report(path, caption="../report/baselines.rst", category="Baselines (Tables 1, 3, 4)")
                              if ext == "csv" else path)
            for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid") for ext in ("csv", "md")
-           for path in [f"{OUT}/tables/{name}.{ext}"]},
+           for path in [paths.table(OUT, name, ext)]},
     params:
         runs=BASELINE_RUNS,
-        experiment=f"{CFG.data.dataset}/{CFG.experiment}",
+        experiment=paths.experiment_label(CFG),
         sets=CFG.baselines.sampling_seeds,
     log:
-        f"{OUT}/logs/baseline_tables.log",
+        paths.log(OUT, "baseline_tables"),
     conda:
         ENV
     script:

@@ -1,13 +1,16 @@
-# Config validation, result paths and input functions shared by all rules.
-from mdmlib.config import INTERVAL_METHODS, load_config, to_plain
+# Config validation, the run folder and input functions shared by all rules (result paths: mdmlib.paths).
+from mdmlib import paths
+from mdmlib.config import load_config, to_plain
 from mdmlib.intervals.choice import read_choice
+from mdmlib.intervals.registry import interval_method, method_names
 from mdmlib.training.job import MODEL_PATTERN, baseline_model, expert_models, snapshot_source
-from mdmlib.studies.runs import REALLOCATED_RUN, baseline_run_models, baseline_runs, eight_expert_models, eight_expert_runs, point_snapshots, run_names, run_recipe, run_routing
+from mdmlib.studies.runs import (REALLOCATED_RUN, baseline_run_models, baseline_runs, eight_expert_models,
+                                 eight_expert_runs, point_snapshots, run_names, run_recipe, run_routing)
 from mdmlib.studies.reallocation import plan_models, read_plan
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
-OUT = f"results/{CFG.data.dataset}/{CFG.experiment}"
+OUT = paths.run_dir(CFG)
 T = CFG.diffusion.timesteps
 N = CFG.experts.n
 BASELINE = baseline_model(CFG)
@@ -16,7 +19,7 @@ EIGHT_RUNS = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
 RUNS = run_names(CFG) + BASELINE_RUNS + EIGHT_RUNS + [REALLOCATED_RUN]
 MAIN_RUNS = ["baseline", "mdm"]
 STUDY_METHODS = list(CFG.intervals.study.methods)
-SELECTED_METHODS = [m for m in INTERVAL_METHODS if m in STUDY_METHODS or m == CFG.experts.intervals]
+SELECTED_METHODS = [m for m in method_names() if m in STUDY_METHODS or m == CFG.experts.intervals]
 POINTS = list(range(1, CFG.training.eval_points + 1))
 ENV = "../envs/mdm.yaml"
 # The offline default scores with a classifier trained here; Inception needs no training
@@ -33,17 +36,17 @@ def trigger(section):
 wildcard_constraints:
     model=MODEL_PATTERN,
     run="|".join(RUNS),
-    method="|".join(INTERVAL_METHODS),
+    method="|".join(method_names()),
     n=str(N),
     point=r"\d+",
 
 
 def snapshot_outputs(model="{model}"):
-    return [f"{OUT}/models/{model}/point_{p}.pt" for p in POINTS]
+    return [paths.snapshot(OUT, model, p) for p in POINTS]
 
 
 def choice_path(method):
-    return f"{OUT}/intervals/{method}_n{N}.json"
+    return paths.choice(OUT, method, N)
 
 
 def run_models(run):
@@ -62,22 +65,23 @@ def run_models(run):
 
 
 def feature_net_input(wildcards=None):
-    return {} if INCEPTION else {"net": f"{OUT}/features/feature_net.pt"}
+    return {} if INCEPTION else {"net": paths.feature_net(OUT)}
 
 
 def selection_inputs(wildcards):
-    inputs = {}
-    if wildcards.method in ("optimal_denoiser", "gradient"):
+    """What the method's registry entry asks for: the training split, a baseline snapshot."""
+    method, inputs = interval_method(wildcards.method), {}
+    if "train" in method.inputs:
         inputs["train"] = rules.prepare_data.output.train
-    if wildcards.method in ("attention", "gradient"):
-        fraction = getattr(CFG.intervals, wildcards.method).checkpoint_fraction
+    if "model" in method.inputs:
+        fraction = CFG.intervals.settings(method.name).checkpoint_fraction
         inputs["model"] = checkpoint_file(baseline_model(CFG, fraction), POINTS[-1], [BASELINE])
     return inputs
 
 
 def selection_settings(wildcards):
     """Everything the method reads, so that changing it reruns the checkpoint."""
-    own = getattr(CFG.intervals, wildcards.method, None)
+    own = CFG.intervals.settings(wildcards.method)
     return {"diffusion": trigger(CFG.diffusion), "n": N, "seed": CFG.intervals.seed, "method": trigger(own),
             "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
 
@@ -103,7 +107,7 @@ def checkpoint_file(model, point, longer_models=()):
         source = snapshot_source(model, list(longer_models), len(POINTS))
         if source:
             model, point = source
-    return f"{OUT}/models/{model}/point_{point}.pt"
+    return paths.snapshot(OUT, model, point)
 
 
 def run_checkpoints(run, point):
@@ -140,8 +144,8 @@ def point_samples(run, point):
             continue
         for source_point in POINTS:
             if run_checkpoints(source, source_point) == checkpoints:
-                return f"{OUT}/samples/{source}/point_{source_point}.npz"
-    return f"{OUT}/samples/{run}/point_{point}.npz"
+                return paths.samples(OUT, source, source_point)
+    return paths.samples(OUT, run, point)
 
 
 def series_samples(wildcards):
@@ -149,22 +153,22 @@ def series_samples(wildcards):
 
 
 def final_outputs():
-    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("quality", "efficiency", "interval_study", "intervals")
+    tables = [paths.table(OUT, name, ext) for name in ("quality", "efficiency", "interval_study", "intervals")
               for ext in ("csv", "md")]
-    figures = [f"{OUT}/figures/{name}.{ext}" for name in ("fid_vs_cost", "interval_study") for ext in ("png", "pdf")]
-    grids = [f"{OUT}/figures/samples_{run}.{ext}" for run in MAIN_RUNS for ext in ("png", "pdf")]
-    analyses = [f"{OUT}/figures/intervals/{m}_n{N}" for m in SELECTED_METHODS]
-    return tables + figures + grids + analyses + [f"{OUT}/data/provenance.json"]
+    figures = [paths.figure(OUT, name, ext) for name in ("fid_vs_cost", "interval_study") for ext in ("png", "pdf")]
+    grids = [paths.sample_grid(OUT, run, ext) for run in MAIN_RUNS for ext in ("png", "pdf")]
+    analyses = [paths.interval_figures(OUT, m, N) for m in SELECTED_METHODS]
+    return tables + figures + grids + analyses + [paths.provenance(OUT)]
 
 
 def baseline_outputs():
-    return [f"{OUT}/tables/{name}.{ext}" for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid")
+    return [paths.table(OUT, name, ext) for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid")
             for ext in ("csv", "md")]
 
 
 def convergence_outputs():
-    figures = [f"{OUT}/figures/{name}.{ext}" for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
+    figures = [paths.figure(OUT, name, ext) for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
                for ext in ("png", "pdf")]
-    tables = [f"{OUT}/tables/{name}.{ext}" for name in ("slowest_intervals", "reallocation", "reallocation_summary")
+    tables = [paths.table(OUT, name, ext) for name in ("slowest_intervals", "reallocation", "reallocation_summary")
               for ext in ("csv", "md")]
     return figures + tables

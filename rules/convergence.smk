@@ -8,14 +8,14 @@
 
 checkpoint reallocate_budgets:
     input:
-        series=expand(f"{OUT}/metrics/{{run}}.csv", run=EIGHT_RUNS),
+        series=[paths.series(OUT, run) for run in EIGHT_RUNS],
     output:
-        f"{OUT}/convergence/reallocation.json",
+        paths.reallocation_plan(OUT),
     params:
         models=eight_expert_models(CFG),
         rule=trigger(CFG.convergence),
     log:
-        f"{OUT}/logs/reallocate_budgets.log",
+        paths.log(OUT, "reallocate_budgets"),
     conda:
         ENV
     script:
@@ -24,12 +24,12 @@ checkpoint reallocate_budgets:
 
 rule convergence_study:
     input:
-        series=expand(f"{OUT}/metrics/{{run}}.csv", run=EIGHT_RUNS),
-        baseline_loss=f"{OUT}/models/{BASELINE}/loss.csv",
-        baseline_timing=f"{OUT}/models/{BASELINE}/timing.csv",
-        expert_losses=[f"{OUT}/models/{m}/loss.csv" for m in eight_expert_models(CFG)],
+        series=[paths.series(OUT, run) for run in EIGHT_RUNS],
+        baseline_loss=paths.loss_csv(OUT, BASELINE),
+        baseline_timing=paths.timing_csv(OUT, BASELINE),
+        expert_losses=[paths.loss_csv(OUT, m) for m in eight_expert_models(CFG)],
         plan=rules.reallocate_budgets.output[0],
-        reallocated=f"{OUT}/metrics/{REALLOCATED_RUN}.csv",
+        reallocated=paths.series(OUT, REALLOCATED_RUN),
     output:
         **{f"{name}_{ext}": (report(path, caption="../report/convergence.rst", category="Convergence (8 experts)")
                              if ext in ("png", "csv") else path)
@@ -37,13 +37,13 @@ rule convergence_study:
                               ("tables", "slowest_intervals"), ("tables", "reallocation"),
                               ("tables", "reallocation_summary"))
            for ext in ("png", "pdf", "csv", "md") if (kind == "figures") == (ext in ("png", "pdf"))
-           for path in [f"{OUT}/{kind}/{name}.{ext}"]},
+           for path in [(paths.figure if kind == "figures" else paths.table)(OUT, name, ext)]},
     params:
         models=eight_expert_models(CFG),
         rule=trigger(CFG.convergence),
-        experiment=f"{CFG.data.dataset}/{CFG.experiment}",
+        experiment=paths.experiment_label(CFG),
     log:
-        f"{OUT}/logs/convergence_study.log",
+        paths.log(OUT, "convergence_study"),
     conda:
         ENV
     script:

@@ -1,14 +1,14 @@
 rule prepare_data:
     output:
-        train=f"{OUT}/data/train.npz",
-        val=f"{OUT}/data/val.npz",
-        provenance=f"{OUT}/data/provenance.json",
+        train=paths.train_split(OUT),
+        val=paths.val_split(OUT),
+        provenance=paths.provenance(OUT),
     params:
         data=trigger(CFG.data),
     log:
-        f"{OUT}/logs/prepare_data.log",
+        paths.log(OUT, "prepare_data"),
     benchmark:
-        f"{OUT}/benchmarks/prepare_data.tsv"
+        paths.benchmark(OUT, "prepare_data")
     conda:
         ENV
     script:

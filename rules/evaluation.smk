@@ -6,7 +6,7 @@ rule sample_point:
     input:
         point_checkpoints,
     output:
-        f"{OUT}/samples/{{run}}/point_{{point}}.npz",
+        paths.samples(OUT, "{run}", "{point}"),
     params:
         sampling=trigger(CFG.sampling),
         routing=lambda wc: run_routing(wc.run, CFG),
@@ -14,9 +14,9 @@ rule sample_point:
     resources:
         gpu=1,
     log:
-        f"{OUT}/logs/sample_point/{{run}}_{{point}}.log",
+        paths.log(OUT, "sample_point", "{run}_{point}"),
     benchmark:
-        f"{OUT}/benchmarks/sample_point/{{run}}_{{point}}.tsv"
+        paths.benchmark(OUT, "sample_point", "{run}_{point}")
     conda:
         ENV
     script:
@@ -29,7 +29,7 @@ rule evaluate_series:
         samples=series_samples,
         reference=rules.reference_statistics.output[0],
     output:
-        f"{OUT}/metrics/{{run}}.csv",
+        paths.series(OUT, "{run}"),
     params:
         metrics=trigger(CFG.metrics),
         points=lambda wc: run_points(wc.run),
@@ -37,9 +37,9 @@ rule evaluate_series:
     resources:
         gpu=int(INCEPTION),
     log:
-        f"{OUT}/logs/evaluate_series/{{run}}.log",
+        paths.log(OUT, "evaluate_series", "{run}"),
     benchmark:
-        f"{OUT}/benchmarks/evaluate_series/{{run}}.tsv"
+        paths.benchmark(OUT, "evaluate_series", "{run}")
     conda:
         ENV
     script:
@@ -48,22 +48,22 @@ rule evaluate_series:
 
 rule paper_tables:
     input:
-        series=expand(f"{OUT}/metrics/{{run}}.csv", run=MAIN_RUNS),
-        timings=lambda wc: [f"{OUT}/models/{m}/timing.csv" for run in MAIN_RUNS for m in run_models(run)],
+        series=[paths.series(OUT, run) for run in MAIN_RUNS],
+        timings=lambda wc: [paths.timing_csv(OUT, m) for run in MAIN_RUNS for m in run_models(run)],
     output:
-        quality_csv=report(f"{OUT}/tables/quality.csv", caption="../report/quality.rst", category="Tables"),
-        quality_md=f"{OUT}/tables/quality.md",
-        efficiency_csv=report(f"{OUT}/tables/efficiency.csv", caption="../report/efficiency.rst", category="Tables"),
-        efficiency_md=f"{OUT}/tables/efficiency.md",
-        figure=report(f"{OUT}/figures/fid_vs_cost.png", caption="../report/fid_vs_cost.rst", category="Figures"),
-        figure_pdf=f"{OUT}/figures/fid_vs_cost.pdf",
+        quality_csv=report(paths.table(OUT, "quality", "csv"), caption="../report/quality.rst", category="Tables"),
+        quality_md=paths.table(OUT, "quality", "md"),
+        efficiency_csv=report(paths.table(OUT, "efficiency", "csv"), caption="../report/efficiency.rst", category="Tables"),
+        efficiency_md=paths.table(OUT, "efficiency", "md"),
+        figure=report(paths.figure(OUT, "fid_vs_cost", "png"), caption="../report/fid_vs_cost.rst", category="Figures"),
+        figure_pdf=paths.figure(OUT, "fid_vs_cost", "pdf"),
     params:
         runs=MAIN_RUNS,
         models=lambda wc: {run: run_models(run) for run in MAIN_RUNS},
         rule=trigger(CFG.convergence),
-        experiment=f"{CFG.data.dataset}/{CFG.experiment}",
+        experiment=paths.experiment_label(CFG),
     log:
-        f"{OUT}/logs/paper_tables.log",
+        paths.log(OUT, "paper_tables"),
     conda:
         ENV
     script:
@@ -72,15 +72,15 @@ rule paper_tables:
 
 rule sample_grid:
     input:
-        series=f"{OUT}/metrics/{{run}}.csv",
+        series=paths.series(OUT, "{run}"),
         samples=series_samples,
     output:
-        png=report(f"{OUT}/figures/samples_{{run}}.png", caption="../report/samples.rst", category="Samples"),
-        pdf=f"{OUT}/figures/samples_{{run}}.pdf",
+        png=report(paths.sample_grid(OUT, "{run}", "png"), caption="../report/samples.rst", category="Samples"),
+        pdf=paths.sample_grid(OUT, "{run}", "pdf"),
     params:
         grid_size=CFG.sampling.grid_size,
     log:
-        f"{OUT}/logs/sample_grid/{{run}}.log",
+        paths.log(OUT, "sample_grid", "{run}"),
     conda:
         ENV
     script:

@@ -6,15 +6,15 @@ rule train_feature_net:
         train=rules.prepare_data.output.train,
         val=rules.prepare_data.output.val,
     output:
-        net=f"{OUT}/features/feature_net.pt",
-        info=f"{OUT}/features/feature_net.json",
+        net=paths.feature_net(OUT),
+        info=paths.feature_net_info(OUT),
     params:
         feature_net=trigger(CFG.metrics.feature_net),
     threads: 1
     log:
-        f"{OUT}/logs/train_feature_net.log",
+        paths.log(OUT, "train_feature_net"),
     benchmark:
-        f"{OUT}/benchmarks/train_feature_net.tsv"
+        paths.benchmark(OUT, "train_feature_net")
     conda:
         ENV
     script:
@@ -26,14 +26,14 @@ rule reference_statistics:
         unpack(feature_net_input),
         val=rules.prepare_data.output.val,
     output:
-        f"{OUT}/features/reference_val.npz",
+        paths.reference_statistics(OUT),
     threads: 2
     resources:
         gpu=int(INCEPTION),
     log:
-        f"{OUT}/logs/reference_statistics.log",
+        paths.log(OUT, "reference_statistics"),
     benchmark:
-        f"{OUT}/benchmarks/reference_statistics.tsv"
+        paths.benchmark(OUT, "reference_statistics")
     conda:
         ENV
     script:

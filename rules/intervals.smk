@@ -7,9 +7,9 @@ checkpoint select_intervals:
     input:
         unpack(selection_inputs),
     output:
-        choice=f"{OUT}/intervals/{{method}}_n{{n}}.json",
+        choice=paths.choice(OUT, "{method}", "{n}"),
         figures=report(
-            directory(f"{OUT}/figures/intervals/{{method}}_n{{n}}"),
+            directory(paths.interval_figures(OUT, "{method}", "{n}")),
             patterns=["{name}.png"],
             caption="../report/intervals.rst",
             category="Interval selection",
@@ -18,11 +18,11 @@ checkpoint select_intervals:
         settings=selection_settings,
     threads: 1
     resources:
-        gpu=lambda wc: int(wc.method in ("attention", "gradient")),
+        gpu=lambda wc: int(interval_method(wc.method).gpu),
     log:
-        f"{OUT}/logs/select_intervals/{{method}}_n{{n}}.log",
+        paths.log(OUT, "select_intervals", "{method}_n{n}"),
     benchmark:
-        f"{OUT}/benchmarks/select_intervals/{{method}}_n{{n}}.tsv"
+        paths.benchmark(OUT, "select_intervals", "{method}_n{n}")
     conda:
         ENV
     script:
@@ -32,25 +32,25 @@ checkpoint select_intervals:
 rule interval_study:
     input:
         choices=[choice_path(m) for m in SELECTED_METHODS],
-        series=[f"{OUT}/metrics/study_{m}.csv" for m in STUDY_METHODS],
-        baseline=f"{OUT}/metrics/baseline.csv",
+        series=[paths.series(OUT, f"study_{m}") for m in STUDY_METHODS],
+        baseline=paths.series(OUT, "baseline"),
     output:
-        study_csv=report(f"{OUT}/tables/interval_study.csv", caption="../report/interval_study.rst",
+        study_csv=report(paths.table(OUT, "interval_study", "csv"), caption="../report/interval_study.rst",
                          category="Tables"),
-        study_md=f"{OUT}/tables/interval_study.md",
-        intervals_csv=report(f"{OUT}/tables/intervals.csv", caption="../report/intervals_table.rst",
+        study_md=paths.table(OUT, "interval_study", "md"),
+        intervals_csv=report(paths.table(OUT, "intervals", "csv"), caption="../report/intervals_table.rst",
                              category="Tables"),
-        intervals_md=f"{OUT}/tables/intervals.md",
-        figure=report(f"{OUT}/figures/interval_study.png", caption="../report/interval_study.rst",
+        intervals_md=paths.table(OUT, "intervals", "md"),
+        figure=report(paths.figure(OUT, "interval_study", "png"), caption="../report/interval_study.rst",
                       category="Figures"),
-        figure_pdf=f"{OUT}/figures/interval_study.pdf",
+        figure_pdf=paths.figure(OUT, "interval_study", "pdf"),
     params:
         methods=SELECTED_METHODS,
         study_methods=STUDY_METHODS,
         iterations=CFG.intervals.study.iterations,
-        experiment=f"{CFG.data.dataset}/{CFG.experiment}",
+        experiment=paths.experiment_label(CFG),
     log:
-        f"{OUT}/logs/interval_study.log",
+        paths.log(OUT, "interval_study"),
     conda:
         ENV
     script:

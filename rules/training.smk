@@ -9,20 +9,20 @@ rule train_model:
         train=rules.prepare_data.output.train,
     output:
         snapshots=snapshot_outputs(),
-        loss=f"{OUT}/models/{{model}}/loss.csv",
-        timing=f"{OUT}/models/{{model}}/timing.csv",
+        loss=paths.loss_csv(OUT, "{model}"),
+        timing=paths.timing_csv(OUT, "{model}"),
     params:
         training=trigger(CFG.training),
         model=trigger(CFG.model),
         diffusion=trigger(CFG.diffusion),
-        state_dir=lambda wc: f"{OUT}/state/{wc.model}",
+        state_dir=lambda wc: paths.state_dir(OUT, wc.model),
     threads: CFG.training.threads
     resources:
         gpu=CFG.training.data_parallel,
     log:
-        f"{OUT}/logs/train_model/{{model}}.log",
+        paths.log(OUT, "train_model", "{model}"),
     benchmark:
-        f"{OUT}/benchmarks/train_model/{{model}}.tsv"
+        paths.benchmark(OUT, "train_model", "{model}")
     conda:
         ENV
     script:

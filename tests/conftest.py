@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from mdmlib import paths
+
 # Tiny models: one thread is fastest, and leaves the other core to the pipeline subprocesses.
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "configs", "schemas", "profiles",
                   "report", "envs"]
-SMOKE_OUT = Path("results/digits/smoke")
+SMOKE_OUT = Path(paths.results_dir("digits", "smoke"))  # configs/smoke.yaml's run folder
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from mdmlib.config import ModelConfig
+from mdmlib.models.registry import new_model
 from mdmlib.models.unet import AttentionBlock, ResBlock, UNet
 
 
@@ -16,7 +17,7 @@ def perturbed_unet(seed: int = 0, scale: float = 0.1, dropout: float = 0.0, eval
     """A tiny 8x8 U-Net with its zero-initialised layers (ADM's zero_module) drawn from N(0, scale^2),
     so its output and attention depend on the input."""
     torch.manual_seed(seed)
-    model = UNet(tiny_config(dropout), 1, 8)
+    model = new_model(tiny_config(dropout), 1, 8)
     layers = [model.out[-1]] + [m.out_layers[-1] for m in model.modules() if isinstance(m, ResBlock)]
     layers += [m.proj for m in model.modules() if isinstance(m, AttentionBlock)]
     with torch.no_grad():

@@ -1,14 +1,14 @@
 """The 8-expert study: Fig. 2, Fig. 3(a), the slowest intervals and the budget reallocation."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 import pandas as pd
 
 from mdmlib.config import load_config
+from mdmlib.report.writers import write_convergence_study
 from mdmlib.studies.convergence_rule import ConvergenceRule
 from mdmlib.studies.reallocation import read_plan
-from mdmlib.report.writers import write_convergence_study
 
 cfg = load_config(snakemake.config)
 write_convergence_study([pd.read_csv(p) for p in snakemake.input.series], snakemake.params.models,

@@ -1,7 +1,7 @@
 """FID, sFID, precision and recall at every evaluation point of one run."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 from mdmlib.config import load_config
 from mdmlib.metrics.series import evaluate_series

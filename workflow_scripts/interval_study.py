@@ -1,7 +1,7 @@
 """The interval-selection comparison (multi-stage Table 4 form) and the table of chosen intervals."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 import pandas as pd
 

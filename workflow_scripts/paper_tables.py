@@ -1,13 +1,13 @@
 """The MDM paper's Table 3 (quality), Table 2 (efficiency) and Figure 1 from this run."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 import pandas as pd
 
 from mdmlib.config import load_config
-from mdmlib.studies.convergence_rule import ConvergenceRule
 from mdmlib.report.writers import write_paper_tables
+from mdmlib.studies.convergence_rule import ConvergenceRule
 
 cfg = load_config(snakemake.config)
 series = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snakemake.input.series)}

@@ -1,7 +1,7 @@
 """The 8-expert study's convergence points -> each expert's reallocated budget and model."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 import pandas as pd
 

@@ -1,7 +1,7 @@
 """Cache the feature statistics of the validation split (EDM fid.py's `ref` step)."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 from mdmlib.config import load_config
 from mdmlib.data.splits import load_split

@@ -1,11 +1,11 @@
 """DDIM samples of one run at one evaluation point (experts routed by timestep)."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 from mdmlib.config import load_config
-from mdmlib.sampling.points import sample_point
 from mdmlib.runtime.devices import job_device
+from mdmlib.sampling.points import sample_point
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)

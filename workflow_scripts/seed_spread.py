@@ -1,13 +1,13 @@
 """Score one run's best point on several disjoint sample sets (the tables' std)."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 import pandas as pd
 
-from mdmlib.studies.baselines import checkpoints_by_point, seed_spread
 from mdmlib.config import load_config
 from mdmlib.runtime.devices import job_device
+from mdmlib.studies.baselines import checkpoints_by_point, seed_spread
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)

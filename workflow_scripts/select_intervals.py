@@ -1,11 +1,11 @@
 """Choose the experts' intervals with one method; write its JSON result and figures."""
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
 
 from mdmlib.config import load_config
 from mdmlib.intervals.choice import write_choice
-from mdmlib.intervals.select import select_intervals
+from mdmlib.intervals.selection import select_intervals
 from mdmlib.runtime.devices import job_device
 
 cfg = load_config(snakemake.config)

@@ -1,8 +1,9 @@
 """Train the offline feature network used by every metric."""
-import json
-import sys
+from mdmlib.runtime.logs import log_to
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+log_to(snakemake.log[0])
+
+import json
 
 from mdmlib.config import load_config
 from mdmlib.data.splits import load_split

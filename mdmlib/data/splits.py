@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
-import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mdmlib.config import DataConfig
+from mdmlib.core.io import atomic_savez, atomic_write_text
 from mdmlib.data.datasets import _LOADERS, DatasetError, _check_config, _Loaded, _sha256
 
 
@@ -55,19 +53,6 @@ def _split(loaded: _Loaded, cfg: DataConfig) -> tuple[tuple, tuple, str]:
     return train, val, rule
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary name in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def prepare_dataset(cfg: DataConfig, train_path, val_path, provenance_path) -> dict:
     """Build the train/validation splits of ``cfg.dataset``, write them and their provenance."""
     _check_config(cfg)
@@ -75,7 +60,7 @@ def prepare_dataset(cfg: DataConfig, train_path, val_path, provenance_path) -> d
     train, val, rule = _split(loaded, cfg)
     outputs = {}
     for name, path, (images, labels) in (("train", Path(train_path), train), ("val", Path(val_path), val)):
-        _atomic_write(path, partial(np.savez, images=images, labels=labels))
+        atomic_savez(path, images=images, labels=labels)
         outputs[name] = {"path": str(path), "sha256": _sha256(path)}
     provenance = {
         "dataset": cfg.dataset,
@@ -95,7 +80,7 @@ def prepare_dataset(cfg: DataConfig, train_path, val_path, provenance_path) -> d
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     text = json.dumps(provenance, indent=2) + "\n"
-    _atomic_write(Path(provenance_path), lambda f: f.write(text.encode()))
+    atomic_write_text(provenance_path, text)
     return provenance
 
 

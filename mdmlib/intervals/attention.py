@@ -248,3 +248,13 @@ def attention_intervals(model, schedule: NoiseSchedule, noise: torch.Tensor, n: 
                                 figure_dir / "attention_curves.png")
         attention_maps_figure(curves.frames, curves.frame_layer, figure_dir / "attention_maps.png")
     return IntervalChoice("attention", schedule.timesteps, tuple(boundaries), details)
+
+
+def select_attention(context) -> IntervalChoice:
+    """The registry's 'attention' method: DDIM trajectories of the analysed baseline from seeded noise."""
+    a, model = context.settings, context.analysed_model()
+    generator = torch.Generator().manual_seed(context.seed)
+    shape = (a.images, model.in_channels, model.resolution, model.resolution)
+    noise = torch.randn(shape, generator=generator).to(context.device)
+    return attention_intervals(model, context.schedule(), noise, context.n, steps=a.steps, batch_size=a.batch_size,
+                               figure_dir=context.figure_dir)

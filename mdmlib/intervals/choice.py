@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mdmlib.core.intervals import Interval
+from mdmlib.core.io import atomic_write_text
 
 FORMAT = "mdmlib.interval_choice/v1"
 
@@ -53,12 +53,8 @@ class IntervalChoice:
 
 def write_choice(choice: IntervalChoice, path: str | Path) -> None:
     """Atomic JSON write; non-finite numbers are refused rather than written as NaN."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(choice.to_dict(), indent=2, allow_nan=False, default=_plain)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, text + "\n")
 
 
 def read_choice(path: str | Path) -> IntervalChoice:

@@ -15,3 +15,12 @@ def paper_intervals(fractions: Sequence[float], timesteps: int) -> IntervalChoic
 def uniform_intervals(timesteps: int, n: int) -> IntervalChoice:
     """n intervals of (near) equal width."""
     return IntervalChoice("uniform", timesteps, tuple(round(k * timesteps / n) for k in range(1, n)), {})
+
+
+def select_paper(context) -> IntervalChoice:
+    """The registry's 'paper' method: ``experts.boundaries`` as fractions of T."""
+    return paper_intervals(context.cfg.experts.boundaries, context.timesteps)
+
+
+def select_uniform(context) -> IntervalChoice:
+    return uniform_intervals(context.timesteps, context.n)

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from mdmlib.core.images import to_model_range
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.intervals.choice import IntervalChoice
 from mdmlib.intervals.partition import best_partition
@@ -205,3 +206,15 @@ def gradient_intervals(model, schedule: NoiseSchedule, images: torch.Tensor, n: 
         objective_figure(details["J_first_cutoff"]["t1"], curve, boundaries[0] if boundaries else None,
                          figure_dir / "gradient_objective.png")
     return IntervalChoice("gradient", schedule.timesteps, tuple(boundaries), details)
+
+
+def select_gradient(context) -> IntervalChoice:
+    """The registry's 'gradient' method: one fixed batch of training images, drawn by the seed."""
+    g, model = context.settings, context.analysed_model()
+    generator = torch.Generator().manual_seed(context.seed)
+    images = context.train_images()
+    pick = torch.randperm(len(images), generator=generator)[: g.batch_size].numpy()
+    batch = to_model_range(images[np.sort(pick)]).to(context.device)
+    return gradient_intervals(model, context.schedule(), batch, context.n, grid=g.grid, seed=context.seed,
+                              figure_dir=context.figure_dir,
+                              batch_size=min(g.batch_size, 64))  # micro-batches: same gradients, bounded memory

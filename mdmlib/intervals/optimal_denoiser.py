@@ -209,3 +209,16 @@ def distance_figure(distance: np.ndarray, edges: np.ndarray, choices: dict[int, 
     bars.set_xlabel("t")
     bars.set_title("intervals minimising Eq. 21 (boundaries labelled)", fontsize=10)
     save_figure(fig, png_path)
+
+
+def select_optimal_denoiser(context) -> IntervalChoice:
+    """The registry's 'optimal_denoiser' method; its details also give the cut points for every n of
+    ``intervals.optimal_denoiser.table_n``."""
+    od, n = context.settings, context.n
+    ns = sorted(set(od.table_n) | {n})
+    choices = optimal_denoiser_intervals(context.train_images(), context.schedule(), ns=tuple(ns), grid=od.grid,
+                                         probes=od.probes, seed=context.seed, figure_dir=context.figure_dir)
+    chosen = choices[n]
+    by_n = {str(k): list(c.boundaries) for k, c in choices.items()}
+    return IntervalChoice(chosen.method, context.timesteps, chosen.boundaries,
+                          {**chosen.details, "boundaries_by_n": by_n})

@@ -131,3 +131,8 @@ def flops_figure(flops_ratio: np.ndarray, choice: IntervalChoice, png_path: str 
                  fontsize=10, pad=14)
     ax.legend(loc="lower right")
     save_figure(fig, png_path)
+
+
+def select_snr(context) -> IntervalChoice:
+    """The registry's 'snr' method, with ``intervals.snr`` settings."""
+    return snr_intervals(context.schedule(), context.n, context.settings.min_flops_ratio, figure_dir=context.figure_dir)

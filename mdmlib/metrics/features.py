@@ -15,7 +15,6 @@ folders still get a feature space that knows about shapes and orientation.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torch import nn
 
 from mdmlib.config import FeatureNetConfig, from_dict, to_plain
 from mdmlib.core.images import to_model_range
+from mdmlib.core.io import atomic_write
 
 FORMAT = "mdmlib.feature_net/v1"
 MAX_SPATIAL_SIZE = 8  # the sFID map is the first stage at most 8 x 8: 448-d for 7 channels
@@ -255,14 +255,7 @@ def save_feature_net(path: str | Path, net: FeatureNet, info: dict, cfg: Feature
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     _build_from_config(config).load_state_dict(state)  # refuse now a file that could not be loaded later
     payload = {"format": FORMAT, "config": config, "state_dict": state, "info": dict(info)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_feature_net(path: str | Path) -> tuple[FeatureNet, dict]:

@@ -3,7 +3,6 @@ dataset statistics cached to ``.npz``, refused when malformed.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from mdmlib.config import MetricsConfig
+from mdmlib.core.io import atomic_savez
 from mdmlib.metrics.features import (
     FeatureNet,
     extract_features,
@@ -69,22 +69,6 @@ def _as_extractor(net) -> FeatureExtractor:
     return ClassifierFeatures(net) if isinstance(net, FeatureNet) else net  # a bare FeatureNet is the classifier
 
 
-def _atomic_savez(out_path: str | Path, arrays: dict) -> None:
-    """np.savez to a temporary name in the same folder, then rename.
-
-    Writing through an open file stops np.savez from appending ".npz", so the file ends
-    up exactly at ``out_path`` whatever its suffix.
-    """
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def compute_reference(
     extractor: FeatureExtractor | FeatureNet, images_uint8: np.ndarray, out_path: str | Path,
@@ -99,17 +83,15 @@ def compute_reference(
     pool, spatial = extractor.extract(images_uint8, batch_size=batch_size, device=device)
     pool_mu, pool_sigma = feature_statistics(pool)
     spatial_mu, spatial_sigma = feature_statistics(spatial)
-    _atomic_savez(
+    atomic_savez(
         out_path,
-        {
-            "pool_features": pool,  # kept for precision/recall, which need the points
-            "pool_mu": pool_mu,
-            "pool_sigma": pool_sigma,
-            "spatial_mu": spatial_mu,
-            "spatial_sigma": spatial_sigma,
-            "num_reference": np.int64(len(pool)),
-            "feature_network": np.str_(feature_network),
-        },
+        pool_features=pool,  # kept for precision/recall, which need the points
+        pool_mu=pool_mu,
+        pool_sigma=pool_sigma,
+        spatial_mu=spatial_mu,
+        spatial_sigma=spatial_sigma,
+        num_reference=np.int64(len(pool)),
+        feature_network=np.str_(feature_network),
     )
 
 

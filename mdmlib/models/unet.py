@@ -1,4 +1,4 @@
-"""An ADM-style U-Net (Dhariwal & Nichol 2021) sized by ``ModelConfig``.
+"""An ADM-style U-Net (Dhariwal & Nichol 2021); ``mdmlib.models.registry`` builds it as ``unet``.
 
 Residual blocks with scale-shift timestep conditioning, multi-head self-attention at
 the listed resolutions, and a switch that records attention softmax weights for the
@@ -7,12 +7,11 @@ MDM attention-concentration analysis without changing any output.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from mdmlib.config import ModelConfig
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -77,39 +76,41 @@ class AttentionBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, cfg: ModelConfig, in_channels: int, resolution: int):
+    def __init__(self, in_channels: int, resolution: int, base_channels: int = 32, channel_mult: Sequence[int] = (1, 2),
+                 num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (4,), channels_per_head: int = 16,
+                 dropout: float = 0.1):
         super().__init__()
-        self.cfg, self.in_channels, self.resolution = cfg, in_channels, resolution
-        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        self.in_channels, self.resolution, self.base_channels = in_channels, resolution, base_channels
+        ch, emb_dim = base_channels, 4 * base_channels
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, res, attn_count = [ch], resolution, {}
 
         def attention(channels: int) -> nn.Module:
-            if res not in cfg.attention_resolutions:
+            if res not in attention_resolutions:
                 return nn.Identity()
             attn_count[res] = attn_count.get(res, 0) + 1
-            return AttentionBlock(channels, cfg.channels_per_head, f"{res}-{attn_count[res]}")
+            return AttentionBlock(channels, channels_per_head, f"{res}-{attn_count[res]}")
 
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                block = ResBlock(ch, cfg.base_channels * mult, emb_dim, cfg.dropout)
-                ch = cfg.base_channels * mult
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                block = ResBlock(ch, base_channels * mult, emb_dim, dropout)
+                ch = base_channels * mult
                 self.down.append(nn.ModuleList([block, attention(ch)]))
                 skips.append(ch)
-            if level < len(cfg.channel_mult) - 1:
+            if level < len(channel_mult) - 1:
                 self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 skips.append(ch)
                 res //= 2
-        self.middle = nn.ModuleList([ResBlock(ch, ch, emb_dim, cfg.dropout), attention(ch),
-                                     ResBlock(ch, ch, emb_dim, cfg.dropout)])
-        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
-            for i in range(cfg.num_res_blocks + 1):
-                block = ResBlock(ch + skips.pop(), cfg.base_channels * mult, emb_dim, cfg.dropout)
-                ch = cfg.base_channels * mult
+        self.middle = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), attention(ch),
+                                     ResBlock(ch, ch, emb_dim, dropout)])
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                block = ResBlock(ch + skips.pop(), base_channels * mult, emb_dim, dropout)
+                ch = base_channels * mult
                 layers = [block, attention(ch)]
-                if level > 0 and i == cfg.num_res_blocks:
+                if level > 0 and i == num_res_blocks:
                     layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
                     layers.append(nn.Conv2d(ch, ch, 3, padding=1))
                     res *= 2
@@ -119,7 +120,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.cfg.base_channels))
+        emb = self.time_embed(timestep_embedding(t, self.base_channels))
         h = self.input_conv(x)
         hs = [h]
         for layers in self.down:

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from mdmlib.report.figures import plt, save_figure
-from mdmlib.report.labels import RUN_LABELS
+from mdmlib.report.labels import run_label
 from mdmlib.studies.convergence import key_points, loss_curves, normalised_costs
 from mdmlib.studies.convergence_rule import ConvergenceRule
 
@@ -24,7 +24,7 @@ def fig1(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[s
             df, color = df.sort_values("point"), f"C{i}"
             x, fid = df[column].to_numpy(), df["fid"].to_numpy(dtype=float)
             points = key_points(df, rule, None)
-            ax.plot(x, fid, "-", color=color, label=RUN_LABELS.get(run, run))
+            ax.plot(x, fid, "-", color=color, label=run_label(run))
             best = points["best score"]
             ax.plot(x[best], fid[best], "o", color=color, markersize=8)
             ax.axhline(fid[best], color=color, linestyle=":", linewidth=1)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mdmlib.core.io import atomic_write_text
+
 
 def best_point(series: pd.DataFrame) -> pd.Series:
     """The first point reaching the run's lowest FID (the paper's 'best score')."""
@@ -26,5 +28,5 @@ def markdown_table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
 
 
 def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str) -> None:
-    df.to_csv(csv_path, index=False)
-    Path(md_path).write_text(markdown_table(df, caption))
+    atomic_write_text(csv_path, df.to_csv(index=False))
+    atomic_write_text(md_path, markdown_table(df, caption))

@@ -8,7 +8,7 @@ import pandas as pd
 
 from mdmlib.report.convergence_figures import fig1, fig2, fig3a
 from mdmlib.report.figures import sample_grid_figure
-from mdmlib.report.labels import RUN_LABELS
+from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, write_table
 from mdmlib.sampling.points import load_samples
 from mdmlib.studies.convergence import (
@@ -61,7 +61,7 @@ def write_sample_grid(series: pd.DataFrame, sample_paths: Sequence[str | Path], 
     best = best_point(series)
     samples = load_samples(sample_paths[int(best["point"]) - 1])
     run = str(best["run"])
-    title = (f"{RUN_LABELS.get(run, run)}, best-FID point {int(best['point'])} "
+    title = (f"{run_label(run)}, best-FID point {int(best['point'])} "
              f"(steps {best['steps']}), FID {best['fid']:.2f}")
     sample_grid_figure(samples["images"][: grid_size**2], grid_size, png_path, title)
 

@@ -1,1 +1,1 @@
-"""Where a job runs: its device and its GPU slot."""
+"""Where a job runs and what it leaves: its device, its GPU slot, its log."""

@@ -6,7 +6,6 @@ checkpoints it came from, so cost accounting needs nothing else.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from mdmlib.config import SamplingConfig
+from mdmlib.core.io import atomic_savez
 from mdmlib.core.schedule import NoiseSchedule
 from mdmlib.routing.mixture import mixture_from_checkpoints
 from mdmlib.sampling.ddim import generate_images
@@ -40,14 +40,11 @@ def sample_point(checkpoint_paths: Sequence[str | Path], cfg: SamplingConfig, ou
     log(f"sampling {len(seeds)} images, DDIM {cfg.steps} steps, eta {cfg.eta}, "
         f"{len(ckpts)} expert(s): {[c['name'] + '@' + str(c['step']) for c in ckpts]}")
     images = generate_images(model, schedule, shape, seeds, cfg.steps, cfg.eta, cfg.batch_size, device, log)
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, images=images, seeds=np.asarray(seeds),
-             checkpoint_names=np.asarray([c["name"] for c in ckpts]),
-             checkpoint_steps=np.asarray([c["step"] for c in ckpts]),
-             checkpoint_iterations=np.asarray([c["iterations"] for c in ckpts]),
-             checkpoint_seconds=np.asarray([c["elapsed_seconds"] for c in ckpts], dtype=np.float64))
-    os.replace(tmp, out_path)
+    atomic_savez(out_path, images=images, seeds=np.asarray(seeds),
+                 checkpoint_names=np.asarray([c["name"] for c in ckpts]),
+                 checkpoint_steps=np.asarray([c["step"] for c in ckpts]),
+                 checkpoint_iterations=np.asarray([c["iterations"] for c in ckpts]),
+                 checkpoint_seconds=np.asarray([c["elapsed_seconds"] for c in ckpts], dtype=np.float64))
 
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:

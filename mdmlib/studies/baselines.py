@@ -14,14 +14,13 @@ import pandas as pd
 import torch
 
 from mdmlib.config import MetricsConfig, SamplingConfig
+from mdmlib.core.io import atomic_write_text
 from mdmlib.metrics.series import evaluate_series
+from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, markdown_table
 from mdmlib.report.writers import metric_setting
 from mdmlib.sampling.points import sample_point
 
-RUN_LABELS = {"base_adm": "ADM", "mdm_adm": "ADM+MDM", "base_p2w": "P2W", "mdm_p2w": "P2W+MDM",
-              "base_soft_truncation": "Soft-trunc", "mdm_soft_truncation": "Soft-trunc+MDM",
-              "base_importance": "ADM, importance-sampled t", "hybrid": "MDM expert on tau_A + ADM elsewhere"}
 METRICS = ("fid", "sfid", "precision", "recall")
 COLUMNS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
 
@@ -53,7 +52,7 @@ def seed_spread(run: str, series: pd.DataFrame, checkpoints_by_point: dict[int, 
 
 
 def summary_row(run: str, spread: pd.DataFrame) -> dict:
-    row = {"method": RUN_LABELS.get(run, run), "run": run, "point": int(spread["point"].iloc[0]),
+    row = {"method": run_label(run), "run": run, "point": int(spread["point"].iloc[0]),
            "steps": spread["steps"].iloc[0], "sample sets": len(spread)}
     for m in METRICS:
         row[COLUMNS[m]] = spread[m].mean()
@@ -94,6 +93,6 @@ def write_baseline_tables(spreads: dict[str, pd.DataFrame], recipes: Sequence[st
     for name, (runs, groups, title) in tables.items():
         rows = pd.DataFrame([summary_row(r, spreads[r]) for r in runs])
         caption = f"{title} ({experiment}): {how}."
-        rows.to_csv(getattr(outputs, f"{name}_csv"), index=False)
-        Path(getattr(outputs, f"{name}_md")).write_text(_markdown(rows, groups, caption))
+        atomic_write_text(getattr(outputs, f"{name}_csv"), rows.to_csv(index=False))
+        atomic_write_text(getattr(outputs, f"{name}_md"), _markdown(rows, groups, caption))
         print(caption, rows.to_string(), sep="\n")

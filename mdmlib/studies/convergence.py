@@ -20,7 +20,7 @@ import pandas as pd
 
 from mdmlib.core.intervals import Interval, expert_budgets
 from mdmlib.intervals.fixed import paper_intervals
-from mdmlib.report.labels import RUN_LABELS
+from mdmlib.report.labels import run_label
 from mdmlib.studies.convergence_rule import (
     ConvergenceRule,
     convergence_index,
@@ -247,7 +247,7 @@ def table2(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence
     for run, df in costed.items():
         df = df.sort_values("point")
         points = key_points(df, rule, None if run == baseline else baseline_best)
-        row = {"method": RUN_LABELS.get(run, run)}
+        row = {"method": run_label(run)}
         for cost, label in (("nwct", "NWCT"), ("ntc", "NTC")):
             for name, i in points.items():
                 row[f"{label} {name} (%)"] = math.nan if i is None else float(df[cost].iloc[i])

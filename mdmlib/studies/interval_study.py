@@ -11,12 +11,10 @@ import pandas as pd
 from mdmlib.core.intervals import Interval, expert_budgets
 from mdmlib.intervals.choice import IntervalChoice
 from mdmlib.report.figures import plt, save_figure
+from mdmlib.report.labels import method_label
 from mdmlib.report.tables import write_table
 from mdmlib.report.writers import metric_setting
 
-METHOD_LABELS = {"paper": "paper (fixed)", "attention": "attention concentration (MDM)",
-                 "gradient": "gradient alignment (DiffPruning)", "optimal_denoiser": "optimal denoiser (multi-stage)",
-                 "snr": "SNR grouping (TDC)", "uniform": "uniform"}
 # The number each method optimised, when it has one (named by the method modules).
 SCORE_KEYS = ("residual", "objective", "J")
 
@@ -41,7 +39,7 @@ def study_table(choices: dict[str, IntervalChoice], series: dict[str, pd.DataFra
     for method, df in series.items():
         choice, last = choices[method], df.iloc[-1]
         budgets = expert_budgets(choice.intervals, choice.timesteps, iterations)
-        rows.append({"method": METHOD_LABELS.get(method, method), "intervals": intervals_text(choice.intervals),
+        rows.append({"method": method_label(method), "intervals": intervals_text(choice.intervals),
                      "iterations per expert": " ".join(map(str, budgets)),
                      "FID": last["fid"], "sFID": last["sfid"], "precision": last["precision"],
                      "recall": last["recall"], "total iterations": int(last["total_steps"])})
@@ -58,13 +56,13 @@ def choices_table(choices: dict[str, IntervalChoice]) -> pd.DataFrame:
     """Every chosen split, plus the optimal denoiser's splits for the other interval counts."""
     rows = []
     for method, choice in choices.items():
-        rows.append({"method": METHOD_LABELS.get(method, method), "n": choice.n,
+        rows.append({"method": method_label(method), "n": choice.n,
                      "boundaries (t)": " ".join(map(str, choice.boundaries)),
                      "intervals": intervals_text(choice.intervals), "score": method_score(choice.details)})
         for n, boundaries in choice.details.get("boundaries_by_n", {}).items():
             if int(n) != choice.n:
                 other = IntervalChoice(method, choice.timesteps, tuple(boundaries))
-                rows.append({"method": METHOD_LABELS.get(method, method), "n": other.n,
+                rows.append({"method": method_label(method), "n": other.n,
                              "boundaries (t)": " ".join(map(str, other.boundaries)),
                              "intervals": intervals_text(other.intervals), "score": math.nan})
     return pd.DataFrame(rows).sort_values(["method", "n"], kind="stable").reset_index(drop=True)
@@ -79,9 +77,9 @@ def study_figure(choices: dict[str, IntervalChoice], table: pd.DataFrame, png_pa
     for row, method in enumerate(methods):
         for k, interval in enumerate(choices[method].intervals):
             ax.barh(row, interval.size, left=interval.lo, color=f"C{k}", edgecolor="white", height=0.7)
-        fid = fids.get(METHOD_LABELS.get(method, method), math.nan)
+        fid = fids.get(method_label(method), math.nan)
         ax.text(choices[method].timesteps * 1.01, row, f"FID {fid:.3f}", va="center")
-    ax.set_yticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+    ax.set_yticks(range(len(methods)), [method_label(m) for m in methods])
     ax.invert_yaxis()
     ax.set_xlabel("timestep t (experts from clean, left, to noisy, right)")
     ax.set_xlim(0, next(iter(choices.values())).timesteps)

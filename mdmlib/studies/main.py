@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mdmlib.report.labels import RUN_LABELS
+from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point
 
 
@@ -11,7 +11,7 @@ def quality_table(series: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for run, df in series.items():
         best = best_point(df)
-        rows.append({"method": RUN_LABELS.get(run, run), "FID": best["fid"], "sFID": best["sfid"],
+        rows.append({"method": run_label(run), "FID": best["fid"], "sFID": best["sfid"],
                      "precision": best["precision"], "recall": best["recall"],
                      "point": int(best["point"]), "steps": best["steps"],
                      "num_samples": int(best["num_samples"]), "num_reference": int(best["num_reference"]),

@@ -17,6 +17,7 @@ from typing import Sequence
 import pandas as pd
 
 from mdmlib.core.intervals import Interval
+from mdmlib.core.io import atomic_write_text
 from mdmlib.report.tables import write_table
 from mdmlib.studies.convergence import (
     eight_expert_boundaries,
@@ -45,7 +46,7 @@ def reallocation_plan(series: Sequence[pd.DataFrame], models: Sequence[str], rul
 
 
 def write_plan(plan: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(plan, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
 
 
 def read_plan(path: str | Path) -> dict:

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", required=True, help="the training split (.npz)")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    parser.add_argument("--init", help="a checkpoint to start from instead of a fresh model")
     args = parser.parse_args(argv)
 
     cuda = torch.cuda.is_available()
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     log = print if parallel.writes else (lambda line: None)
     log(f"{job} data-parallel over {parallel.world_size} processes on {device.type}")
     try:
-        run_training(cfg, job, images, args.state_dir, device, log=log, parallel=parallel)
+        run_training(cfg, job, images, args.state_dir, device, log=log, parallel=parallel, init=args.init)
         dist.barrier()
     finally:
         dist.destroy_process_group()

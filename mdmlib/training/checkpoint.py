@@ -1,22 +1,23 @@
-"""One self-describing checkpoint file: weights, EMA, optimizer, step, RNG, config, logs.
+"""One self-describing checkpoint file: model spec, weights, EMA, optimizer, step, RNG, config, logs.
 
-Written to a temporary name and renamed, so a kill never leaves a half-written file;
-loaded with ``weights_only=True``; anything malformed is refused with the path named.
+The model spec (architecture name and full constructor arguments, ``mdmlib.models.registry``)
+rebuilds the model from the file alone. Written atomically, so a kill never leaves a
+half-written file; loaded with ``weights_only=True``; anything malformed is refused with
+the path named.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mdmlib.config import ModelConfig, from_dict
-from mdmlib.models.unet import UNet
-from mdmlib.training.job import DEFAULT_RECIPE
+from mdmlib.core.io import atomic_write
+from mdmlib.models.registry import build_model
 
-FORMAT = "mdmlib.diffusion_checkpoint/v1"
-REQUIRED = ("format", "config", "in_channels", "resolution", "interval", "step", "ema")
+FORMAT = "mdmlib.diffusion_checkpoint/v2"  # v2: the model spec replaced rebuilding from config.model
+REQUIRED = ("format", "model_spec", "config", "name", "in_channels", "resolution", "interval", "recipe", "step",
+            "ema")
 
 
 class CheckpointError(ValueError):
@@ -24,11 +25,7 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -44,15 +41,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing fields {missing}")
-    ckpt.setdefault("recipe", DEFAULT_RECIPE)  # written before recipes existed: uniform t
+    spec = ckpt["model_spec"]
+    if not isinstance(spec, dict) or not isinstance(spec.get("architecture"), str) \
+            or not isinstance(spec.get("arguments"), dict):
+        raise CheckpointError(f"checkpoint {path}: model_spec is not {{'architecture': str, 'arguments': dict}}")
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "ema") -> UNet:
-    """Rebuild the architecture from the stored config and load the chosen weights."""
-    model_cfg = from_dict(ModelConfig, ckpt["config"]["model"])
-    model = UNet(model_cfg, ckpt["in_channels"], ckpt["resolution"])
-    model.load_state_dict(ckpt[weights])
+def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "ema") -> torch.nn.Module:
+    """Rebuild the registered architecture from the stored spec and load the chosen weights
+    ("ema" or the raw "model")."""
+    try:
+        model = build_model(ckpt["model_spec"])
+        model.load_state_dict(ckpt[weights])
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {ckpt.get('name', '?')}: cannot rebuild its model ({err})") from err
     return model.eval()
-
-

@@ -46,8 +46,10 @@ class DataParallel:
 
 
 def launch_data_parallel(config: dict, model: str, train_path: str | Path, state_dir: str | Path,
-                         processes: int, threads: int, log_path: str | Path | None = None) -> None:
-    """Train ``model`` with ``processes`` torchrun workers; returns when all have finished."""
+                         processes: int, threads: int, log_path: str | Path | None = None,
+                         init: str | Path | None = None) -> None:
+    """Train ``model`` with ``processes`` torchrun workers (from checkpoint ``init`` when given);
+    returns when all have finished."""
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "config.json"
@@ -55,7 +57,7 @@ def launch_data_parallel(config: dict, model: str, train_path: str | Path, state
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "mdmlib.training", "--config", str(config_path), "--model", model,
            "--train", str(train_path), "--state-dir", str(state_dir),
-           "--threads", str(max(1, threads // processes))]
+           "--threads", str(max(1, threads // processes))] + (["--init", str(init)] if init else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads // processes)))
     with open(log_path, "a") if log_path else open(os.devnull, "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

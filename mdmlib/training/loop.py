@@ -3,7 +3,9 @@
 Resumable: the running state (latest checkpoint, with the logs so far) lives in a
 state folder; a killed job started again continues from it exactly. Declared outputs
 (snapshots for the evaluation series, loss and timing CSVs) are written at the end.
-The job's recipe picks its timestep sampler and loss weights (``make_sampler``).
+The job's recipe picks its timestep sampler and loss weights (``make_sampler``). A job
+starts from a fresh model of the config's architecture, or from another model's checkpoint
+(its raw and EMA weights, its architecture), e.g. a base model fine-tuned on one interval.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import torch
 
 from mdmlib.config import RunConfig
 from mdmlib.core.images import to_model_range
+from mdmlib.core.io import atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
-from mdmlib.models.unet import UNet
+from mdmlib.models.registry import build_model, new_model
 from mdmlib.training.checkpoint import load_checkpoint, save_checkpoint
 from mdmlib.training.distributed import DataParallel
 from mdmlib.training.job import TrainJob
@@ -30,8 +33,8 @@ from mdmlib.training.samplers import UniformIntervalSampler, make_sampler
 
 @dataclass
 class TrainState:
-    model: UNet
-    ema: UNet
+    model: torch.nn.Module  # built by mdmlib.models.registry: carries its spec
+    ema: torch.nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # data indices, timesteps and noise
     sampler: UniformIntervalSampler  # the recipe's timestep sampler; loss-aware ones hold a history
@@ -44,18 +47,30 @@ class TrainState:
 
 
 def new_state(cfg: RunConfig, in_channels: int, device: torch.device,
-              sampler: UniformIntervalSampler) -> TrainState:
+              sampler: UniformIntervalSampler, init: dict | None = None) -> TrainState:
+    """A fresh model of the config's architecture, or ``init`` (a loaded checkpoint): its
+    architecture, its raw weights as the model and its EMA weights as the EMA."""
     torch.manual_seed(cfg.training.seed)  # dropout draws from the global generator
-    model = UNet(cfg.model, in_channels, cfg.data.resolution).to(device)
+    model = new_model(cfg.model, in_channels, cfg.data.resolution) if init is None else build_model(init["model_spec"])
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if init is not None:
+        model.load_state_dict(init["model"])
+        ema.load_state_dict(init["ema"])
+    model, ema = model.to(device), ema.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
     generator = torch.Generator().manual_seed(cfg.training.seed)
     return TrainState(model, ema, optimizer, generator, sampler)
 
 
-def checkpoint_payload(cfg: RunConfig, job: TrainJob, state: TrainState, with_optimizer: bool = True) -> dict:
+def init_record(init: dict | None, path: str | Path | None) -> dict | None:
+    """What a checkpoint says of the checkpoint its training started from."""
+    return None if init is None else {"path": str(path), "name": init["name"], "step": init["step"]}
+
+
+def checkpoint_payload(cfg: RunConfig, job: TrainJob, state: TrainState, with_optimizer: bool = True,
+                       init: dict | None = None) -> dict:
     payload = {
-        "config": cfg.to_dict(), "name": job.name, "interval": job.interval.to_list(), "recipe": job.recipe,
+        "model_spec": state.model.spec, "init": init, "config": cfg.to_dict(), "name": job.name, "interval": job.interval.to_list(), "recipe": job.recipe,
         "iterations": job.iterations, "in_channels": state.model.in_channels,
         "resolution": state.model.resolution, "step": state.step,
         "elapsed_seconds": state.elapsed_seconds, "restarts": state.restarts,
@@ -142,8 +157,10 @@ def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
     return t, losses
 
 
-def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob) -> str | None:
+def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob, init: dict | None = None) -> str | None:
     """Name of the first setting that differs between a saved run and this job, else None."""
+    if ckpt.get("init") != init:
+        return f"initial checkpoint ({ckpt.get('init')} before, {init} now)"
     saved, now = ckpt["config"], cfg.to_dict()
     for section in ("data", "diffusion", "model"):
         if saved[section] != now[section]:
@@ -166,7 +183,8 @@ def snapshot_path(state_dir: Path, step: int) -> Path:
 
 def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_dir: str | Path,
                  device: torch.device, log: Callable[[str], None] = print,
-                 stop_after: int | None = None, parallel: DataParallel | None = None) -> TrainState:
+                 stop_after: int | None = None, parallel: DataParallel | None = None,
+                 init: str | Path | None = None) -> TrainState:
     """Train ``job`` to its budget with its recipe, resuming from ``state_dir/latest.pt`` when present.
 
     The checkpoint holds the sampler's state (the importance sampler's loss history) next
@@ -174,16 +192,22 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
 
     ``stop_after`` ends the run early once that step's checkpoint is written (tests use
     it to stand for a kill). ``parallel``: this process's part in data-parallel training
-    (``mdmlib.training.distributed``); only its rank 0 writes.
+    (``mdmlib.training.distributed``); only its rank 0 writes. ``init``: a checkpoint to start
+    from instead of a fresh model (its architecture, raw and EMA weights); the optimizer starts afresh.
     """
     tc, state_dir = cfg.training, Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     latest = state_dir / "latest.pt"
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
-    state = new_state(cfg, train_images.shape[1], device, make_sampler(job.recipe, job.interval, schedule))
+    start = None if init is None else load_checkpoint(init)
+    if start is not None and start["in_channels"] != train_images.shape[1]:
+        raise ValueError(f"[{job.name}] {init} has {start['in_channels']} image channels, the data "
+                         f"{train_images.shape[1]}")
+    started_from = init_record(start, init)
+    state = new_state(cfg, train_images.shape[1], device, make_sampler(job.recipe, job.interval, schedule), start)
     if latest.exists():
         ckpt = load_checkpoint(latest)
-        mismatch = resume_mismatch(ckpt, cfg, job)
+        mismatch = resume_mismatch(ckpt, cfg, job, started_from)
         if mismatch:
             log(f"[{job.name}] not resuming {latest}: it was trained with a different {mismatch}; starting afresh")
             for stale in state_dir.glob("*.pt"):
@@ -219,12 +243,12 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             meter.reset()
             started, last_logged = time.perf_counter(), state.step
         if state.step in snapshots and writes:
-            payload = checkpoint_payload(cfg, job, state, with_optimizer=False)
+            payload = checkpoint_payload(cfg, job, state, with_optimizer=False, init=started_from)
             unlogged = time.perf_counter() - started if last_logged != state.step else 0.0
             payload["elapsed_seconds"] = state.elapsed_seconds + unlogged
             save_checkpoint(snapshot_path(state_dir, state.step), payload)
         if writes and (state.step % tc.checkpoint_every == 0 or state.step == job.iterations):
-            save_checkpoint(latest, checkpoint_payload(cfg, job, state))
+            save_checkpoint(latest, checkpoint_payload(cfg, job, state, init=started_from))
     return state
 
 
@@ -250,5 +274,5 @@ def write_training_outputs(state_dir: str | Path, job: TrainJob, snapshot_output
         shutil.copyfile(snapshot_path(state_dir, step), out)
     loss = pd.DataFrame(final["loss_rows"]).assign(model=job.name)
     timing = pd.DataFrame(final["timing_rows"]).assign(model=job.name)
-    loss.to_csv(loss_csv, index=False)
-    timing.to_csv(timing_csv, index=False)
+    atomic_write_text(loss_csv, loss.to_csv(index=False))
+    atomic_write_text(timing_csv, timing.to_csv(index=False))

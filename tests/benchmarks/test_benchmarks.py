@@ -148,10 +148,10 @@ def test_diffusers_counterpart_matches_the_project_unet():
     from benchmarks.models import diffusers_counterpart
     from mdmlib.config import load_config
     from mdmlib.models.macs import count_parameters
-    from mdmlib.models.unet import UNet
+    from mdmlib.models.registry import new_model
 
     cfg = load_config(REPO / "config.yaml").model
-    ours, theirs = UNet(cfg, 1, 8), diffusers_counterpart(cfg, 1, 8)
+    ours, theirs = new_model(cfg, 1, 8), diffusers_counterpart(cfg, 1, 8)
     x, t = torch.randn(1, 1, 8, 8), torch.tensor([10])
     assert abs(count_parameters(ours) / count_parameters(theirs) - 1) < 0.05
     assert forward_macs(ours, x, t) == pytest.approx(forward_macs(lambda a, b: theirs(a, b).sample, x, t), rel=0.05)

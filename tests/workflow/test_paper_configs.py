@@ -15,10 +15,11 @@ import yaml
 from conftest import REPO, copy_workflow, snakemake
 from snakemake.utils import update_config
 
+from mdmlib import paths
 from mdmlib.config import RunConfig, load_config
 from mdmlib.core.intervals import Interval
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.models.unet import UNet
+from mdmlib.models.registry import new_model
 from mdmlib.training.job import snapshot_steps
 from mdmlib.training.loop import new_state, train_step
 from mdmlib.training.samplers import make_sampler
@@ -60,7 +61,7 @@ def test_paper_config_validates_with_relative_local_paths(name, tmp_path, monkey
     assert (cfg.data.resolution, cfg.data.channels) == (32, 3)
     assert cfg.diffusion.timesteps == 1000 and cfg.training.batch_size == 128
     assert cfg.sampling.steps == 50 and cfg.sampling.eta == 0.0
-    assert cfg.intervals.attention.images == 1000 and cfg.intervals.attention.checkpoint_fraction == 0.1
+    assert cfg.intervals.settings("attention").images == 1000 and cfg.intervals.settings("attention").checkpoint_fraction == 0.1
     assert (cfg.convergence.max_change, cfg.convergence.consecutive, cfg.convergence.max_gap_to_best) == (0.1, 3, 0.3)
     assert cfg.intervals.study.iterations == cfg.training.baseline_iterations
     assert cfg.training.checkpoint_every % cfg.training.log_every == 0
@@ -132,14 +133,14 @@ def test_paper_config_dry_runs_the_dag_up_to_the_interval_checkpoints(name, tmp_
     assert {rule: counts.get(rule) for rule in expected} == expected, text[-3000:]
     assert "train_feature_net" not in counts  # Inception features need no trained classifier
     assert "checkpoint jobs" in text
-    out = f"results/{values['data']['dataset']}/{values['experiment']}/"
+    out = paths.results_dir(values["data"]["dataset"], values["experiment"]) + "/"
     assert out in text
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_full_size_network_builds_and_takes_a_training_step_on_the_cpu(name, tmp_path, monkeypatch):
     cfg = paper_config(name, tmp_path, monkeypatch)
-    model = UNet(cfg.model, cfg.data.channels, cfg.data.resolution)
+    model = new_model(cfg.model, cfg.data.channels, cfg.data.resolution)
     count = sum(p.numel() for p in model.parameters())
     print(f"{name}: {count:,} parameters per network")
     assert count == PARAMETERS[name]

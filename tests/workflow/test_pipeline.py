@@ -10,20 +10,22 @@ import pytest
 import yaml
 from conftest import REPO, SMOKE_OUT, copy_smoke_run, copy_workflow, snakemake
 
+from mdmlib import paths
+
 
 def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
     workdir, _ = smoke_run
     out = workdir / SMOKE_OUT
-    quality = pd.read_csv(out / "tables/quality.csv")
+    quality = pd.read_csv(paths.table(out, "quality", "csv"))
     assert list(quality["method"]) == ["ADM", "ADM+MDM"]
     for col in ("FID", "sFID", "precision", "recall"):
         assert np.isfinite(quality[col]).all(), col
     assert quality[["precision", "recall"]].apply(lambda s: s.between(0, 1)).all().all()
     # The table's numbers are those of this run's evaluation series, not constants.
     for run, method in (("baseline", "ADM"), ("mdm", "ADM+MDM")):
-        series = pd.read_csv(out / f"metrics/{run}.csv")
+        series = pd.read_csv(paths.series(out, run))
         assert quality.loc[quality["method"] == method, "FID"].item() == pytest.approx(series["fid"].min())
-    efficiency = pd.read_csv(out / "tables/efficiency.csv")
+    efficiency = pd.read_csv(paths.table(out, "efficiency", "csv"))
     assert efficiency.loc[0, "NWCT end of run, ideal (%)"] == pytest.approx(100.0)
     mdm = efficiency.iloc[1]
     assert np.isfinite(mdm["NWCT best score (%)"]) and np.isfinite(mdm["NTC best score (%)"])
@@ -49,7 +51,7 @@ def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
     assert len(logs) >= 13 and all(p.stat().st_size > 0 for p in logs)
     train_log = (out / "logs/train_model/t0-1000_i40.log").read_text()
     assert "step 10/40" in train_log and "it/s" in train_log
-    bench = pd.read_csv(out / "benchmarks/train_model/t0-1000_i40.tsv", sep="\t")
+    bench = pd.read_csv(paths.benchmark(out, "train_model", "t0-1000_i40"), sep="\t")
     assert bench["s"].iloc[0] > 0
     provenance = (out / "data/provenance.json").read_text()
     assert "load_digits" in provenance
@@ -113,7 +115,8 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
 
     overrides = ("training: {baseline_iterations: 300, checkpoint_every: 20, log_every: 10, eval_points: 2}\n"
                  "experiment: killed\n")
-    target = "results/digits/killed/models/t0-1000_i300/timing.csv"
+    out, model = paths.results_dir("digits", "killed"), "t0-1000_i300"
+    target = paths.timing_csv(out, model)
     runs = {}
     for name in ("whole", "killed"):  # one core each: the reference runs beside the killed run
         (tmp_path / name).mkdir()
@@ -126,7 +129,7 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
     workdir = runs["killed"]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    latest = workdir / "results/digits/killed/state/t0-1000_i300/latest.pt"
+    latest = workdir / paths.state_dir(out, model) / "latest.pt"
     deadline = time.time() + 300
     while not latest.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -139,9 +142,9 @@ def test_a_killed_training_job_resumes_and_ends_with_the_uninterrupted_weights(t
     subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=600)
     assert whole.wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()[-3000:]
     whole_log.close()
-    log = (runs["killed"] / "results/digits/killed/logs/train_model/t0-1000_i300.log").read_text()
+    log = (runs["killed"] / paths.log(out, "train_model", model)).read_text()
     assert "resumed at step" in log
-    weights = [torch.load(w / "results/digits/killed/models/t0-1000_i300/point_2.pt", weights_only=True)
+    weights = [torch.load(w / paths.snapshot(out, model, 2), weights_only=True)
                for w in (runs["killed"], runs["whole"])]
     assert weights[0]["step"] == weights[1]["step"] == 300
     assert weights[0]["restarts"] == 1 and weights[1]["restarts"] == 0
@@ -166,11 +169,12 @@ def test_a_data_parallel_training_job_runs_under_torchrun(tmp_path):
     workdir = copy_workflow(tmp_path)
     (workdir / "ddp.yaml").write_text("training: {baseline_iterations: 20, threads: 2, data_parallel: 2}\n"
                                       "experiment: ddp\n")
-    model = "results/digits/ddp/models/t0-1000_i20"
-    snakemake(workdir, f"{model}/timing.csv", "--configfile", "configs/smoke.yaml", "ddp.yaml")
-    log = (workdir / "results/digits/ddp/logs/train_model/t0-1000_i20.log").read_text()
+    out, model = paths.results_dir("digits", "ddp"), "t0-1000_i20"
+    timing = paths.timing_csv(out, model)
+    snakemake(workdir, timing, "--configfile", "configs/smoke.yaml", "ddp.yaml")
+    log = (workdir / paths.log(out, "train_model", model)).read_text()
     assert "2 process(es)" in log and "data-parallel over 2 processes on cpu" in log
-    assert pd.read_csv(workdir / model / "timing.csv")["step"].iloc[-1] == 20
+    assert pd.read_csv(workdir / timing)["step"].iloc[-1] == 20
 
 
 def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_path):
@@ -183,7 +187,7 @@ def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_pa
     # Four of the eight-expert study's models, long enough (100 steps) to run side by side.
     (workdir / "slots.yaml").write_text("training: {baseline_iterations: 800}\n")
     models = [f"t{125 * k}-{125 * (k + 1)}_i100" for k in range(4)]
-    targets = [f"results/digits/smoke/models/{m}/timing.csv" for m in models]
+    targets = [paths.timing_csv(SMOKE_OUT, m) for m in models]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="0,1,2,3", TMPDIR=str(tmp_path))  # private lock folder
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "4", "--resources", "gpu=4",
            "--configfile", "configs/smoke.yaml", "slots.yaml"]
@@ -191,9 +195,9 @@ def test_four_gpu_slots_give_four_side_by_side_training_jobs_four_devices(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     spans = {}
     for model in models:
-        log = (workdir / f"results/digits/smoke/logs/train_model/{model}.log").read_text()
+        log = (workdir / paths.log(SMOKE_OUT, "train_model", model)).read_text()
         device = re.search(r"pinned to GPU (\S+)", log).group(1)
-        timing = pd.read_csv(workdir / f"results/digits/smoke/models/{model}/timing.csv")
+        timing = pd.read_csv(workdir / paths.timing_csv(SMOKE_OUT, model))
         spans[model] = (device, timing["wall_clock"].iloc[0] - timing["interval_seconds"].iloc[0],
                         timing["wall_clock"].iloc[-1])
     assert {d for d, _, _ in spans.values()} == {"0", "1", "2", "3"}, spans

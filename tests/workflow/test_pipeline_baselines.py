@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 
+from mdmlib import paths
+
 
 @pytest.fixture(scope="module")
 def baselines_run(smoke_run, tmp_path_factory):
@@ -28,30 +30,30 @@ def test_the_adm_runs_score_the_main_runs_samples(baselines_run):
     out = baselines_run[0] / SMOKE_OUT
     for study_run, main_run in (("base_adm", "baseline"), ("mdm_adm", "mdm")):
         assert not list((out / f"samples/{study_run}").glob("point_*.npz"))  # (seed_sets/ is the spread's)
-        study, main = pd.read_csv(out / f"metrics/{study_run}.csv"), pd.read_csv(out / f"metrics/{main_run}.csv")
+        study, main = pd.read_csv(paths.series(out, study_run)), pd.read_csv(paths.series(out, main_run))
         pd.testing.assert_series_equal(study["fid"], main["fid"])
 
 
 def test_tables_hold_this_runs_means_and_spreads(baselines_run):
     workdir, _ = baselines_run
     out = workdir / SMOKE_OUT
-    table3 = pd.read_csv(out / "tables/table3_baselines.csv")
+    table3 = pd.read_csv(paths.table(out, "table3_baselines", "csv"))
     assert list(table3["method"]) == ["ADM", "ADM+MDM", "P2W", "P2W+MDM", "Soft-trunc", "Soft-trunc+MDM"]
     for col in ("FID", "FID std", "sFID", "precision", "recall"):
         assert np.isfinite(table3[col]).all(), col
     for _, row in table3.iterrows():
-        spread = pd.read_csv(out / f"metrics/{row['run']}_seeds.csv")
+        spread = pd.read_csv(paths.seed_spread(out, row["run"]))
         assert len(spread) == 2 and spread["seed_set"].tolist() == [0, 1]
         assert row["FID"] == pytest.approx(spread["fid"].mean())
         assert row["FID std"] == pytest.approx(spread["fid"].std(ddof=1))
-        series = pd.read_csv(out / f"metrics/{row['run']}.csv")
+        series = pd.read_csv(paths.series(out, row["run"]))
         assert spread["fid"].iloc[0] == pytest.approx(series["fid"].min())  # set 0 is the series' best point
     md = (out / "tables/table3_baselines.md").read_text()
     assert md.count("**") >= 2 * 4  # the caption and one bold FID per baseline pair
     assert "64 generated vs 64 validation images" in md and "sample sets" in md
-    table1 = pd.read_csv(out / "tables/table1_t_sampling.csv")
+    table1 = pd.read_csv(paths.table(out, "table1_t_sampling", "csv"))
     assert list(table1["run"]) == ["base_adm", "base_importance"]
-    table4 = pd.read_csv(out / "tables/table4_hybrid.csv")
+    table4 = pd.read_csv(paths.table(out, "table4_hybrid", "csv"))
     assert list(table4["run"]) == ["base_adm", "hybrid"]
-    samples = np.load(out / f"samples/hybrid/point_{int(table4['point'].iloc[1])}.npz")
+    samples = np.load(paths.samples(out, "hybrid", int(table4["point"].iloc[1])))
     assert list(samples["checkpoint_names"]) == ["t0-1000_i40", "t800-1000_i8"]

@@ -7,16 +7,17 @@ import pytest
 import yaml
 from conftest import REPO, SMOKE_OUT, copy_smoke_run, snakemake
 
-from mdmlib.config import INTERVAL_METHODS
+from mdmlib import paths
 from mdmlib.intervals.choice import read_choice
-from mdmlib.studies.interval_study import METHOD_LABELS
+from mdmlib.intervals.registry import method_names
+from mdmlib.report.labels import METHOD_LABELS
 
 
 def test_every_method_writes_its_interval_file_and_figures(smoke_run):
     workdir, _ = smoke_run
     out = workdir / SMOKE_OUT
-    for method in INTERVAL_METHODS:
-        choice = read_choice(out / f"intervals/{method}_n3.json")
+    for method in method_names():
+        choice = read_choice(paths.choice(out, method, 3))
         assert choice.method == method and choice.n == 3 and choice.timesteps == 1000
         figures = out / f"figures/intervals/{method}_n3"
         assert figures.is_dir()
@@ -31,17 +32,17 @@ def test_the_study_trains_each_methods_intervals_at_equal_total_iterations(smoke
     workdir, _ = smoke_run
     out = workdir / SMOKE_OUT
     iterations = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())["intervals"]["study"]["iterations"]
-    study = pd.read_csv(out / "tables/interval_study.csv")
+    study = pd.read_csv(paths.table(out, "interval_study", "csv"))
     methods = [m for m in study["method"] if m != "single model (no split)"]
-    assert methods == [METHOD_LABELS[m] for m in INTERVAL_METHODS]
+    assert methods == [METHOD_LABELS[m] for m in method_names()]
     for col in ("FID", "sFID", "precision", "recall"):
         assert np.isfinite(study[col]).all(), col
     assert (study["total iterations"] == iterations).all()
-    for method in INTERVAL_METHODS:
+    for method in method_names():
         row = study[study["method"] == METHOD_LABELS[method]].iloc[0]
-        series = pd.read_csv(out / f"metrics/study_{method}.csv")
+        series = pd.read_csv(paths.series(out, f"study_{method}"))
         assert row["FID"] == pytest.approx(series["fid"].iloc[-1])  # this run's number, not a constant
-        choice = read_choice(out / f"intervals/{method}_n3.json")
+        choice = read_choice(paths.choice(out, method, 3))
         budgets = [int(b) for b in row["iterations per expert"].split()]
         assert sum(budgets) == iterations
         assert [int(s) for s in series["steps"].iloc[-1].split()] == budgets  # scored at those steps
@@ -53,10 +54,10 @@ def test_the_study_trains_each_methods_intervals_at_equal_total_iterations(smoke
                 assert not own.exists() and longer
             else:  # trained on its own, or served by a longer model's snapshot in the same way
                 assert (own.exists() and pd.read_csv(own)["step"].iloc[-1] == budget) or longer
-    main_first_point = pd.read_csv(out / "metrics/mdm.csv").iloc[0]
+    main_first_point = pd.read_csv(paths.series(out, "mdm")).iloc[0]
     paper_row = study[study["method"] == METHOD_LABELS["paper"]].iloc[0]
     assert paper_row["FID"] == main_first_point["fid"]  # the same samples, scored the same way
-    chosen = pd.read_csv(out / "tables/intervals.csv")
+    chosen = pd.read_csv(paths.table(out, "intervals", "csv"))
     od = chosen[chosen["method"] == METHOD_LABELS["optimal_denoiser"]]
     assert sorted(od["n"]) == [2, 3, 4, 5]
     assert "64 generated vs 64 validation images" in (out / "tables/interval_study.md").read_text()
@@ -75,16 +76,16 @@ def test_switching_the_method_retrains_only_the_experts_it_changes(smoke_run, tm
     workdir = tmp_path / "workflow"
     copy_smoke_run(smoke_run[0], workdir)
     out = workdir / SMOKE_OUT
-    target = str(SMOKE_OUT / "metrics/mdm.csv")
+    target = paths.series(SMOKE_OUT, "mdm")
     for method in SWITCHED_METHODS:
         (workdir / "method.yaml").write_text(f"experts: {{intervals: {method}}}\n")
         args = ("--configfile", "configs/smoke.yaml", "method.yaml")
         plan = snakemake(workdir, target, *args, "-n").stdout
         assert "train_baseline" not in plan and "select_intervals" not in plan, method
         snakemake(workdir, target, *args)
-        choice = read_choice(out / f"intervals/{method}_n3.json")
-        series = pd.read_csv(out / "metrics/mdm.csv")
+        choice = read_choice(paths.choice(out, method, 3))
+        series = pd.read_csv(paths.series(out, "mdm"))
         assert np.isfinite(series["fid"]).all(), method
         expected = sorted(f"t{i.lo}-{i.hi}" for i in choice.intervals)
-        samples = np.load(out / f"samples/mdm/point_{series['point'].iloc[-1]}.npz")
+        samples = np.load(paths.samples(out, "mdm", series["point"].iloc[-1]))
         assert sorted(n.rsplit("_i", 1)[0] for n in samples["checkpoint_names"]) == expected, method

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from conftest import REPO, SMOKE_OUT, copy_workflow
 
+from mdmlib import paths
+
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train_model", "train_baseline", "sample_point", "seed_spread")  # resources: gpu=1 in rules/
 SLURM_REQUIRED = os.environ.get("MDM_TEST_SLURM") == "1"
@@ -31,7 +33,7 @@ SLURM_REQUIRED = os.environ.get("MDM_TEST_SLURM") == "1"
 # experts, which run the same rules) or the whole smoke DAG (~45 jobs) would spend CI
 # minutes on job start-up alone (three Python starts per SLURM job), run twice: on
 # SLURM and locally for the reference.
-TARGET = f"{SMOKE_OUT}/metrics/baseline.csv"
+TARGET = paths.series(SMOKE_OUT, "baseline")
 # Measured wall-clock time and what is computed from it differ between any two runs.
 TIMING_COLUMN = re.compile(r"seconds|elapsed|wct|ntc|it/s", re.IGNORECASE)
 
@@ -157,7 +159,7 @@ def preempt_training_job(workdir: Path, run: subprocess.Popen, timeout_s: float 
             # The plugin names each job's rule and wildcards in its comment.
             if comment.startswith("rule_train_baseline_wildcards_"):
                 model = comment.split("_wildcards_", 1)[1]
-                if (workdir / SMOKE_OUT / "state" / model / "latest.pt").exists():
+                if (workdir / paths.state_dir(SMOKE_OUT, model) / "latest.pt").exists():
                     requeue = scontrol("requeue", jobid)
                     assert requeue.returncode == 0, requeue.stderr
                     release_requeued_job(jobid)

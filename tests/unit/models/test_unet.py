@@ -8,6 +8,7 @@ import torch
 
 from mdmlib.config import ModelConfig
 from mdmlib.models.hooks import attention_blocks, record_attention
+from mdmlib.models.registry import new_model
 from mdmlib.models.unet import AttentionBlock, ResBlock, UNet
 
 TINY = ModelConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
@@ -26,7 +27,7 @@ def zero_initialised(model: UNet) -> list[torch.nn.Parameter]:
 
 def perturbed(cfg: ModelConfig = TINY, in_channels: int = 1, seed: int = 0, only_out: bool = False) -> UNet:
     torch.manual_seed(seed)
-    model = UNet(cfg, in_channels, 8)
+    model = new_model(cfg, in_channels, 8)
     params = list(model.out[-1].parameters()) if only_out else zero_initialised(model)
     with torch.no_grad():
         for p in params:
@@ -60,7 +61,7 @@ def forward_order_labels(model: UNet, in_channels: int = 1) -> list[str]:
 
 
 def test_attention_labels_are_resolution_ordinal_and_unique():
-    model = UNet(THREE_LEVELS, 1, 8)
+    model = new_model(THREE_LEVELS, 1, 8)
     labels = [b.label for b in attention_blocks(model)]
     assert all(re.fullmatch(r"\d+-\d+", label) for label in labels)
     assert len(set(labels)) == len(labels)
@@ -70,7 +71,7 @@ def test_attention_labels_are_resolution_ordinal_and_unique():
 
 
 def test_attention_sits_only_at_the_listed_resolutions():
-    model = UNet(TINY, 1, 8)
+    model = new_model(TINY, 1, 8)
     assert forward_order_labels(model) == ["4-1", "4-2", "4-3", "4-4"]
     # Heads follow channels_per_head: 16 channels at resolution 4 / 4 per head = 4 heads.
     assert {b.num_heads for b in attention_blocks(model)} == {4}
@@ -119,7 +120,7 @@ def test_recording_is_switched_off_even_when_the_block_raises():
 
 def test_output_is_exactly_zero_at_init():
     torch.manual_seed(0)
-    model = UNet(TINY, 3, 8)
+    model = new_model(TINY, 3, 8)
     # The code zero-initialises the output conv (weight and bias): check that first.
     assert torch.count_nonzero(model.out[-1].weight) == 0 and torch.count_nonzero(model.out[-1].bias) == 0
     x, t = inputs(batch=2, channels=3)

@@ -11,7 +11,7 @@ from torch import nn
 
 from mdmlib.config import ModelConfig
 from mdmlib.core.intervals import Interval, expert_budgets, intervals_from_boundaries
-from mdmlib.models.unet import UNet
+from mdmlib.models.registry import new_model
 from mdmlib.routing.mixture import ExpertMixture
 
 T = 1000
@@ -71,7 +71,7 @@ def test_a_mixed_batch_of_real_unets_matches_calling_each_expert_alone():
     cfg = ModelConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
                       channels_per_head=4, dropout=0.0)
     torch.manual_seed(0)
-    experts = [UNet(cfg, 1, 8).eval() for _ in range(2)]
+    experts = [new_model(cfg, 1, 8).eval() for _ in range(2)]
     with torch.no_grad():
         for e in experts:
             e.out[-1].weight.normal_(0, 0.2)

@@ -12,8 +12,8 @@ from mdmlib.config import load_config
 from mdmlib.core.images import to_model_range
 from mdmlib.core.intervals import Interval
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
-from mdmlib.models.unet import UNet
-from mdmlib.training.checkpoint import load_checkpoint
+from mdmlib.models.registry import new_model
+from mdmlib.training.checkpoint import CheckpointError, load_checkpoint
 from mdmlib.training.job import RECIPES, TrainJob, snapshot_steps
 from mdmlib.training.loop import run_training, snapshot_path, update_ema
 
@@ -38,7 +38,7 @@ def recipe_job(recipe: str, iterations: int = 8, interval: Interval = Interval(1
 def legacy_uniform_run(cfg, job, images):
     """The training loop as it was before recipes: uniform t, unweighted loss, same RNG order."""
     torch.manual_seed(cfg.training.seed)
-    model = UNet(cfg.model, images.shape[1], cfg.data.resolution)
+    model = new_model(cfg.model, images.shape[1], cfg.data.resolution)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
     g = torch.Generator().manual_seed(cfg.training.seed)
@@ -121,18 +121,22 @@ def test_a_different_recipe_is_not_resumed(tmp_path, images):
     assert load_checkpoint(tmp_path / "latest.pt")["recipe"] == "adm"
 
 
-def test_a_checkpoint_from_before_recipes_reads_as_adm_and_resumes(tmp_path, images):
+def test_checkpoints_of_earlier_formats_are_refused_with_the_file_named(tmp_path, images):
+    """Format v2 rebuilds the model from its spec; a v1 file (model rebuilt from config.model, recipe
+    optional) is refused rather than guessed at, and so is a v2 file without its recipe."""
     cfg, job = tiny_cfg(), recipe_job("adm")
     run_training(cfg, job, images, tmp_path, CPU, log=QUIET, stop_after=2)
     latest = tmp_path / "latest.pt"
-    old = torch.load(latest, weights_only=True)
-    for key in ("recipe", "sampler"):  # what the format held before recipes
-        del old[key]
-    torch.save(old, latest)
-    assert load_checkpoint(latest)["recipe"] == "adm"
-    logs = []
-    state = run_training(cfg, job, images, tmp_path, CPU, log=logs.append)
-    assert any("resumed at step 2" in line for line in logs) and state.step == 8
+    current = torch.load(latest, weights_only=True)
+    v1 = {k: v for k, v in current.items() if k not in ("model_spec", "recipe", "sampler", "init")}
+    torch.save({**v1, "format": "mdmlib.diffusion_checkpoint/v1"}, latest)
+    with pytest.raises(CheckpointError, match="latest.pt: not an mdmlib.diffusion_checkpoint/v2 file"):
+        load_checkpoint(latest)
+    torch.save({k: v for k, v in current.items() if k != "recipe"}, latest)
+    with pytest.raises(CheckpointError, match=r"missing fields \['recipe'\]"):
+        load_checkpoint(latest)
+    with pytest.raises(CheckpointError, match="latest.pt"):
+        run_training(cfg, job, images, tmp_path, CPU, log=QUIET)
 
 
 def test_an_unknown_recipe_is_refused():

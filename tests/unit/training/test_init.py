@@ -1,0 +1,53 @@
+"""Training from another model's checkpoint: a base model fine-tuned on one interval."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_training import TINY, states_equal
+
+from mdmlib.config import load_config
+from mdmlib.core.intervals import Interval
+from mdmlib.training.checkpoint import load_checkpoint
+from mdmlib.training.job import TrainJob
+from mdmlib.training.loop import run_training, snapshot_path
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def trained_base(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(32, 1, 8, 8), dtype=np.uint8)
+    cfg = load_config(TINY)
+    run_training(cfg, TrainJob("base", Interval(0, 1000), 4, (2, 4)), images, tmp_path / "base", CPU,
+                 log=lambda line: None)
+    return cfg, images, tmp_path / "base" / "latest.pt"
+
+
+def test_fine_tuning_starts_from_the_raw_and_ema_weights_and_trains_on_its_interval(trained_base, tmp_path):
+    cfg, images, base = trained_base
+    job = TrainJob("tuned", Interval(800, 1000), 4, (2, 4))
+    start = run_training(cfg, job, images, tmp_path / "tuned", CPU, log=lambda line: None, stop_after=0, init=base)
+    base_ckpt = load_checkpoint(base)
+    assert states_equal(start.model.state_dict(), base_ckpt["model"])
+    assert states_equal(start.ema.state_dict(), base_ckpt["ema"])
+    assert not states_equal(base_ckpt["model"], base_ckpt["ema"])  # two different starting points
+    state = run_training(cfg, job, images, tmp_path / "tuned", CPU, log=lambda line: None, init=base)
+    t = torch.tensor([r["t_lo"] for r in state.loss_rows])
+    assert state.step == 4 and (t >= 750).all()  # loss bins of width 250: only (800, 1000] trained
+    snapshot = load_checkpoint(snapshot_path(tmp_path / "tuned", 4))
+    assert snapshot["init"] == {"path": str(base), "name": "base", "step": 4}
+    assert snapshot["model_spec"] == base_ckpt["model_spec"]
+
+
+def test_a_different_initial_checkpoint_does_not_resume(trained_base, tmp_path):
+    cfg, images, base = trained_base  # checkpoints every 4 steps
+    job = TrainJob("tuned", Interval(800, 1000), 8, (4, 8))
+    run_training(cfg, job, images, tmp_path / "tuned", CPU, log=lambda line: None, stop_after=4, init=base)
+    logs = []
+    run_training(cfg, job, images, tmp_path / "tuned", CPU, log=logs.append, stop_after=4)  # a fresh model now
+    assert any("different initial checkpoint" in line and "starting afresh" in line for line in logs)
+    logs.clear()
+    run_training(cfg, job, images, tmp_path / "tuned", CPU, log=logs.append, stop_after=4, init=base)
+    run_training(cfg, job, images, tmp_path / "tuned", CPU, log=logs.append, init=base)
+    assert sum("starting afresh" in line for line in logs) == 1 and any("resumed at step 4" in line for line in logs)

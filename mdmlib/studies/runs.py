@@ -1,14 +1,23 @@
-"""Which runs a config evaluates and which models each run routes between.
+"""Which runs a config evaluates, which models each run routes between, which snapshots and
+samples serve each point (``RunPlan``, behind the rules' input functions).
 
 Torch-free: the Snakefile reads this to build the DAG; model names and budgets come from
 ``mdmlib.training.job``.
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
+from mdmlib import paths
 from mdmlib.config import RunConfig
 from mdmlib.core.intervals import Interval
 from mdmlib.intervals.fixed import paper_intervals
-from mdmlib.training.job import expert_models, model_name
+from mdmlib.training.job import (
+    baseline_model,
+    expert_models,
+    model_name,
+    snapshot_source,
+)
 
 # ------------------------------------------------------------ MDM paper Tables 1, 3, 4 (`baselines`)
 
@@ -93,3 +102,97 @@ def point_snapshots(run: str, point: int, n_models: int, last_point: int) -> lis
     return [point] * n_models
 
 
+
+
+# ------------------------------------------------ what the rules' input functions ask (unit-tested)
+
+
+class RunPlan:
+    """Which models each run routes between, which snapshot serves each of its points, and
+    which sample file each point reads: the logic behind the rules' input functions.
+
+    ``chosen_intervals(method)`` and ``reallocated_models()`` read the checkpoint rules'
+    outputs; in the Snakefile they raise Snakemake's incomplete-checkpoint signal until those
+    exist, so the DAG grows once the files are there.
+    """
+
+    MAIN_RUNS = ("baseline", "mdm")
+
+    def __init__(self, cfg: RunConfig, out: str, chosen_intervals: Callable[[str], list[Interval]],
+                 reallocated_models: Callable[[], list[str]]):
+        self.cfg, self.out = cfg, out
+        self.chosen_intervals, self.reallocated_models = chosen_intervals, reallocated_models
+        self.points = list(range(1, cfg.training.eval_points + 1))
+        self.baseline = baseline_model(cfg)
+        self.baseline_runs = baseline_runs(cfg)  # MDM paper Tables 1, 3, 4: the `baselines` target
+        self.eight_runs = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
+        self.runs = run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN]
+
+    def models(self, run: str) -> list[str]:
+        """The models a run routes between; MDM runs need their interval choice first."""
+        if run == "baseline":
+            return [self.baseline]
+        if run in self.baseline_runs:
+            return baseline_run_models(run, self.cfg)
+        if run in self.eight_runs:
+            return eight_expert_models(self.cfg)
+        if run == REALLOCATED_RUN:  # the eight experts again, on budgets their convergence decided
+            return self.reallocated_models()
+        method, total_iterations = run_recipe(run, self.cfg)
+        return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
+                             self.cfg.training.recipe)
+
+    def shared_sources(self, run: str) -> list[str]:
+        """The runs an end-point-only run (a study run, the reallocated run) may take models and
+        samples from; [] for runs evaluated over their whole series."""
+        if run.startswith("study_"):
+            return list(self.MAIN_RUNS)
+        return self.eight_runs[:1] if run == REALLOCATED_RUN else []
+
+    def run_points(self, run: str) -> list[int]:
+        """End-point-only runs are compared at their end; the others over their series."""
+        return self.points[-1:] if self.shared_sources(run) else self.points
+
+    def checkpoint(self, model: str, point: int, longer_models: Sequence[str] = ()) -> str:
+        """A model's snapshot at a point. Its final weights are a longer model's snapshot when one
+        of ``longer_models`` (same interval and recipe) has a snapshot at its budget: that model
+        is then never trained on its own (``mdmlib.training.job.snapshot_source`` says why this is exact)."""
+        if point == self.points[-1]:
+            source = snapshot_source(model, list(longer_models), len(self.points))
+            if source:
+                model, point = source
+        return paths.snapshot(self.out, model, point)
+
+    def checkpoints(self, run: str, point: int) -> list[str]:
+        models = self.models(run)
+        snapshots = point_snapshots(run, point, len(models), self.points[-1])
+        # End-point-only runs are served by longer runs' snapshots where budgets meet (an expert
+        # stopped at its convergence step is the planned expert's snapshot there).
+        longer = [m for source in self.shared_sources(run) for m in self.models(source)]
+        return [self.checkpoint(m, p, longer) for m, p in zip(models, snapshots)]
+
+    def sample_sources(self, run: str) -> list[str]:
+        """Runs that may already have sampled a point of ``run``: samples are seeded by the
+        sampling settings alone, so the same checkpoints under the same routing give the same
+        images. The eight experts' curves share their last point (all experts final); the
+        baseline study's ADM runs are the main runs' models when the main split is the paper's."""
+        if run in self.eight_runs[1:]:
+            return self.eight_runs[:1]
+        if run in self.baseline_runs:
+            return ["baseline"] + (["mdm"] if self.cfg.experts.intervals == "paper" else [])
+        return self.shared_sources(run)
+
+    def samples(self, run: str, point: int) -> str:
+        """A point whose checkpoints and routing are another run's point reuses its samples."""
+        sources = self.sample_sources(run)
+        checkpoints = self.checkpoints(run, point) if sources else None
+        for source in sources:
+            if run_routing(source, self.cfg) != run_routing(run, self.cfg):
+                continue
+            for source_point in self.points:
+                if self.checkpoints(source, source_point) == checkpoints:
+                    return paths.samples(self.out, source, source_point)
+        return paths.samples(self.out, run, point)
+
+    def series_samples(self, run: str) -> list[str]:
+        return [self.samples(run, p) for p in self.run_points(run)]

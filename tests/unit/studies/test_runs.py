@@ -1,6 +1,13 @@
-"""What the pipeline trains: a short run served from a longer one's snapshot."""
+"""What the pipeline trains and scores: a short run served from a longer one's snapshot, the models
+each run routes, and which checkpoints and sample files serve each point (RunPlan)."""
 from __future__ import annotations
 
+import pytest
+from conftest import REPO
+
+from mdmlib.config import load_config
+from mdmlib.core.intervals import Interval
+from mdmlib.studies.runs import RunPlan
 from mdmlib.training.job import snapshot_source
 
 
@@ -18,3 +25,64 @@ def test_no_source_when_interval_recipe_or_step_differs():
     assert snapshot_source("t0-1000_i1000_importance", main, points=6) is None
     assert snapshot_source("t0-1000_i300", main, points=6) is None  # 300 is not a multiple of 500
     assert snapshot_source("t0-999_i1000", main, points=6) is None
+
+
+# ------------------------------------------------ RunPlan: what the rules' input functions return
+
+
+def default_plan(chosen=None, reallocated=None):
+    cfg = load_config(REPO / "config.yaml")
+    splits = chosen or {"paper": [Interval(0, 100), Interval(100, 800), Interval(800, 1000)],
+                        "snr": [Interval(0, 477), Interval(477, 995), Interval(995, 1000)]}
+    return RunPlan(cfg, "out", lambda method: splits[method], reallocated or (lambda: ["t0-125_i100"]))
+
+
+def test_models_of_each_kind_of_run():
+    plan = default_plan()
+    assert plan.models("baseline") == ["t0-1000_i2400"]
+    assert plan.models("mdm") == ["t0-100_i240", "t100-800_i1680", "t800-1000_i480"]
+    assert plan.models("study_snr") == ["t0-477_i382", "t477-995_i414", "t995-1000_i4"]  # 800 in total
+    assert plan.models("base_p2w") == ["t0-1000_i2400_p2w"]
+    assert plan.models("hybrid") == ["t0-1000_i2400", "t800-1000_i480"]
+    assert plan.models("expert8_3")[2] == "t250-375_i300" and len(plan.models("expert8_3")) == 8
+    assert plan.models("reallocated8") == ["t0-125_i100"]
+
+
+def test_a_checkpoint_signal_from_the_interval_choice_reaches_the_caller():
+    class Incomplete(Exception):
+        pass
+
+    def not_yet(method):
+        raise Incomplete(method)
+
+    plan = default_plan()
+    plan.chosen_intervals = not_yet
+    with pytest.raises(Incomplete, match="attention"):
+        plan.checkpoints("study_attention", 6)
+    assert plan.checkpoints("baseline", 1) == ["out/models/t0-1000_i2400/point_1.pt"]  # needs no choice
+
+
+def test_study_runs_are_scored_at_their_end_and_served_by_the_main_runs_snapshots():
+    plan = default_plan()
+    assert plan.run_points("study_paper") == [6] and plan.run_points("mdm") == [1, 2, 3, 4, 5, 6]
+    # The paper split at 800 iterations is MDM's experts at their second snapshot (800 = 2/6 of 2400).
+    assert plan.checkpoints("study_paper", 6) == plan.checkpoints("mdm", 2) == [
+        "out/models/t0-100_i240/point_2.pt", "out/models/t100-800_i1680/point_2.pt",
+        "out/models/t800-1000_i480/point_2.pt"]
+    assert plan.samples("study_paper", 6) == "out/samples/mdm/point_2.npz"
+    # The SNR split trains its own experts, and samples its own point.
+    assert plan.checkpoints("study_snr", 6)[0] == "out/models/t0-477_i382/point_6.pt"
+    assert plan.series_samples("study_snr") == ["out/samples/study_snr/point_6.npz"]
+
+
+def test_samples_are_shared_where_checkpoints_and_routing_match():
+    plan = default_plan()
+    assert plan.samples("base_adm", 3) == "out/samples/baseline/point_3.npz"
+    assert plan.samples("mdm_adm", 4) == "out/samples/mdm/point_4.npz"  # the main split is the paper's
+    assert plan.samples("base_p2w", 4) == "out/samples/base_p2w/point_4.npz"
+    assert plan.samples("hybrid", 6) == "out/samples/hybrid/point_6.npz"  # its own routing
+    assert plan.samples("expert8_5", 6) == "out/samples/expert8_1/point_6.npz"  # all eight final
+    assert plan.samples("expert8_5", 5) == "out/samples/expert8_5/point_5.npz"
+    assert plan.checkpoints("expert8_2", 1)[:3] == ["out/models/t0-125_i300/point_6.pt",
+                                                    "out/models/t125-250_i300/point_1.pt",
+                                                    "out/models/t250-375_i300/point_6.pt"]

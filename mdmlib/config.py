@@ -15,7 +15,7 @@ import yaml
 
 from mdmlib.intervals.registry import interval_method, method_names
 from mdmlib.metrics.inception_weights import check_weights_file
-from mdmlib.models.registry import architecture_names
+from mdmlib.models.registry import architecture, architecture_names
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -315,6 +315,9 @@ def _check_consistency(cfg: RunConfig) -> None:
     if cfg.training.checkpoint_every % cfg.training.log_every:
         raise ValueError("config key 'training.checkpoint_every': must be a multiple of training.log_every "
                          "so a resumed run repeats no logged interval")
+    if architecture(cfg.model.architecture).arguments is None:
+        raise ValueError(f"config key 'model.architecture': {cfg.model.architecture!r} is built by its own target "
+                         "from an explicit spec, not from the model config")
     if cfg.model.architecture == "unet":
         _check_unet(cfg)
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:

@@ -17,10 +17,14 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Architecture:
+    """A registered class takes its spec's arguments as keywords, exposes ``in_channels`` and
+    ``resolution``, and is called as ``model(x, t)`` with timestep indices ``t``."""
+
     name: str
     target: str  # "package.module:Class"; the class takes the spec's arguments as keywords
-    # (model config, image channels, resolution) -> the constructor's keyword arguments
-    arguments: Callable[[Any, int, int], dict]
+    # (model config, image channels, resolution) -> the constructor's keyword arguments; None: the
+    # architecture needs more than the model config (e.g. stage boundaries) and is built from a spec
+    arguments: Callable[[Any, int, int], dict] | None
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -48,13 +52,16 @@ def plain(value: Any) -> Any:
 
 def model_spec(model_cfg: Any, in_channels: int, resolution: int) -> dict:
     """The spec of the model that ``model_cfg`` (a ``ModelConfig``) asks for."""
-    arch = _architecture(model_cfg.architecture)
+    arch = architecture(model_cfg.architecture)
+    if arch.arguments is None:
+        raise ValueError(f"architecture {arch.name!r} is built from an explicit spec (its arguments need more than "
+                         "the model config), not from model.architecture")
     return {"architecture": arch.name, "arguments": plain(arch.arguments(model_cfg, in_channels, resolution))}
 
 
 def build_model(spec: dict):
     """A freshly initialised model of a spec; ValueError naming what does not fit."""
-    arch = _architecture(spec["architecture"])
+    arch = architecture(spec["architecture"])
     module, _, attr = arch.target.partition(":")
     cls = getattr(importlib.import_module(module), attr)
     try:
@@ -71,7 +78,7 @@ def new_model(model_cfg: Any, in_channels: int, resolution: int):
     return build_model(model_spec(model_cfg, in_channels, resolution))
 
 
-def _architecture(name: str) -> Architecture:
+def architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]
@@ -85,3 +92,5 @@ def unet_arguments(cfg: Any, in_channels: int, resolution: int) -> dict:
 
 
 register_architecture(Architecture("unet", "mdmlib.models.unet:UNet", unet_arguments))
+# Stage boundaries come from an interval choice: its spec is written by the multi-stage target.
+register_architecture(Architecture("multi_decoder", "mdmlib.models.multi_decoder:MultiDecoderUNet", None))

@@ -75,6 +75,90 @@ class AttentionBlock(nn.Module):
         return x + self.proj(out).reshape(b, c, h, w)
 
 
+class AttentionLayers:
+    """Makes the attention layer of each position: an AttentionBlock at the listed resolutions
+    (labelled 'r-o', the o-th at resolution r in forward order), the identity elsewhere."""
+
+    def __init__(self, resolutions: Sequence[int], channels_per_head: int, counts: dict[int, int] | None = None):
+        self.resolutions, self.channels_per_head = tuple(resolutions), channels_per_head
+        self.counts = dict(counts or {})
+
+    def __call__(self, channels: int, res: int) -> nn.Module:
+        if res not in self.resolutions:
+            return nn.Identity()
+        self.counts[res] = self.counts.get(res, 0) + 1
+        return AttentionBlock(channels, self.channels_per_head, f"{res}-{self.counts[res]}")
+
+
+def down_path(ch: int, base_channels: int, channel_mult: Sequence[int], num_res_blocks: int, emb_dim: int,
+              dropout: float, attention: AttentionLayers, res: int) -> tuple[nn.ModuleList, list[int], int, int]:
+    """The encoder's levels: (layers, skip widths, output width, output resolution)."""
+    down, skips = nn.ModuleList(), [ch]
+    for level, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            block = ResBlock(ch, base_channels * mult, emb_dim, dropout)
+            ch = base_channels * mult
+            down.append(nn.ModuleList([block, attention(ch, res)]))
+            skips.append(ch)
+        if level < len(channel_mult) - 1:
+            down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+            skips.append(ch)
+            res //= 2
+    return down, skips, ch, res
+
+
+def middle_block(ch: int, emb_dim: int, dropout: float, attention: AttentionLayers, res: int) -> nn.ModuleList:
+    return nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), attention(ch, res), ResBlock(ch, ch, emb_dim, dropout)])
+
+
+def up_path(ch: int, skips: list[int], base_channels: int, channel_mult: Sequence[int], num_res_blocks: int,
+            emb_dim: int, dropout: float, attention: AttentionLayers, res: int) -> tuple[nn.ModuleList, int]:
+    """The decoder's levels, each block fed the matching encoder skip: (layers, output width)."""
+    up, skips = nn.ModuleList(), list(skips)
+    for level, mult in reversed(list(enumerate(channel_mult))):
+        for i in range(num_res_blocks + 1):
+            block = ResBlock(ch + skips.pop(), base_channels * mult, emb_dim, dropout)
+            ch = base_channels * mult
+            layers = [block, attention(ch, res)]
+            if level > 0 and i == num_res_blocks:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                layers.append(nn.Conv2d(ch, ch, 3, padding=1))
+                res *= 2
+            up.append(nn.ModuleList(layers))
+    return up, ch
+
+
+def output_head(ch: int, out_channels: int) -> nn.Sequential:
+    out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+    nn.init.zeros_(out[-1].weight)
+    nn.init.zeros_(out[-1].bias)
+    return out
+
+
+def run_layers(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+    return h
+
+
+def encode(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """The encoder of a U-Net (time embedding, input conv, down path, middle block): (h, skips, emb)."""
+    emb = model.time_embed(timestep_embedding(t, model.base_channels))
+    h = model.input_conv(x)
+    hs = [h]
+    for layers in model.down:
+        h = run_layers(layers, h, emb)
+        hs.append(h)
+    return run_layers(model.middle, h, emb), hs, emb
+
+
+def decode(up: nn.ModuleList, out: nn.Module, h: torch.Tensor, hs: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
+    hs = list(hs)
+    for layers in up:
+        h = run_layers(layers, torch.cat([h, hs.pop()], dim=1), emb)
+    return out(h)
+
+
 class UNet(nn.Module):
     def __init__(self, in_channels: int, resolution: int, base_channels: int = 32, channel_mult: Sequence[int] = (1, 2),
                  num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (4,), channels_per_head: int = 16,
@@ -82,57 +166,16 @@ class UNet(nn.Module):
         super().__init__()
         self.in_channels, self.resolution, self.base_channels = in_channels, resolution, base_channels
         ch, emb_dim = base_channels, 4 * base_channels
+        attention = AttentionLayers(attention_resolutions, channels_per_head)
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input_conv = nn.Conv2d(in_channels, ch, 3, padding=1)
-        self.down, self.up = nn.ModuleList(), nn.ModuleList()
-        skips, res, attn_count = [ch], resolution, {}
-
-        def attention(channels: int) -> nn.Module:
-            if res not in attention_resolutions:
-                return nn.Identity()
-            attn_count[res] = attn_count.get(res, 0) + 1
-            return AttentionBlock(channels, channels_per_head, f"{res}-{attn_count[res]}")
-
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                block = ResBlock(ch, base_channels * mult, emb_dim, dropout)
-                ch = base_channels * mult
-                self.down.append(nn.ModuleList([block, attention(ch)]))
-                skips.append(ch)
-            if level < len(channel_mult) - 1:
-                self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
-                skips.append(ch)
-                res //= 2
-        self.middle = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), attention(ch),
-                                     ResBlock(ch, ch, emb_dim, dropout)])
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                block = ResBlock(ch + skips.pop(), base_channels * mult, emb_dim, dropout)
-                ch = base_channels * mult
-                layers = [block, attention(ch)]
-                if level > 0 and i == num_res_blocks:
-                    layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                    layers.append(nn.Conv2d(ch, ch, 3, padding=1))
-                    res *= 2
-                self.up.append(nn.ModuleList(layers))
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, in_channels, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        self.down, self.up = nn.ModuleList(), nn.ModuleList()  # registered first: the state-dict order of before
+        self.down, skips, ch, res = down_path(ch, base_channels, channel_mult, num_res_blocks, emb_dim, dropout,
+                                              attention, resolution)
+        self.middle = middle_block(ch, emb_dim, dropout, attention, res)
+        self.up, ch = up_path(ch, skips, base_channels, channel_mult, num_res_blocks, emb_dim, dropout, attention, res)
+        self.out = output_head(ch, in_channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.base_channels))
-        h = self.input_conv(x)
-        hs = [h]
-        for layers in self.down:
-            for layer in layers:
-                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-            hs.append(h)
-        for layer in self.middle:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        for layers in self.up:
-            h = torch.cat([h, hs.pop()], dim=1)
-            for layer in layers:
-                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        return self.out(h)
-
-
+        h, hs, emb = encode(self, x, t)
+        return decode(self.up, self.out, h, hs, emb)

@@ -173,6 +173,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder per stage
+    intervals: str = "optimal_denoiser"  # the interval method that gives the stages (the paper's)
+    # each stage's decoder base width, clean to noisy (model.base_channels is the encoder's); the
+    # paper's CIFAR-10 model widens the cleanest stage's decoder: 192 / 128 / 16 over 128
+    decoder_channels: tuple[int, ...] = (48, 32, 16)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     experiment: str = "default"  # results/<dataset>/<experiment>/
     # Python modules imported before the config is checked: they register architectures
@@ -186,6 +194,7 @@ class RunConfig:
     intervals: IntervalsConfig = field(default_factory=IntervalsConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    multistage: MultistageConfig = field(default_factory=MultistageConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -320,6 +329,12 @@ def _check_consistency(cfg: RunConfig) -> None:
                          "from an explicit spec, not from the model config")
     if cfg.model.architecture == "unet":
         _check_unet(cfg)
+    if cfg.multistage.intervals not in method_names():
+        raise ValueError(f"config key 'multistage.intervals': unknown method {cfg.multistage.intervals!r}")
+    for width in cfg.multistage.decoder_channels:
+        if any(width * m % cfg.model.channels_per_head for m in cfg.model.channel_mult):
+            raise ValueError(f"config key 'multistage.decoder_channels': model.channels_per_head must divide "
+                             f"every level's width of the {width}-wide decoder")
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
         raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
 

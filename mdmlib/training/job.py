@@ -7,10 +7,11 @@ are decided in one place.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mdmlib.config import RunConfig
 from mdmlib.core.intervals import Interval, expert_budgets
+from mdmlib.models.registry import plain, unet_arguments
 
 RECIPES = ("adm", "p2w", "soft_truncation", "importance")  # timestep sampler + loss weights (training.samplers)
 DEFAULT_RECIPE = "adm"
@@ -39,7 +40,38 @@ def parse_model_name(name: str) -> tuple[Interval, int, str]:
     return Interval(lo, hi), iterations, match.group(4) or DEFAULT_RECIPE
 
 
+STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_i(\d+)")
+
+
+def staged_model_name(stages: list[Interval], iterations: int) -> str:
+    """A multi-decoder model is named by its stages and budget: 'ms_t0-442-631-1000_i2400'."""
+    edges = [stages[0].lo] + [s.hi for s in stages]
+    return f"ms_t{'-'.join(map(str, edges))}_i{iterations}"
+
+
+def multi_decoder_spec(cfg: RunConfig, stages: list[Interval]) -> dict:
+    """The spec of the multi-decoder U-Net on ``stages``: the config's U-Net as its encoder,
+    ``multistage.decoder_channels`` as its decoders (mdmlib.models.multi_decoder)."""
+    if len(cfg.multistage.decoder_channels) != len(stages):
+        raise ValueError(f"config key 'multistage.decoder_channels': {len(cfg.multistage.decoder_channels)} "
+                         f"widths for {len(stages)} stages")
+    arguments = unet_arguments(cfg.model, cfg.data.channels, cfg.data.resolution)
+    arguments |= {"stage_boundaries": [s.lo for s in stages[1:]], "decoder_channels": cfg.multistage.decoder_channels}
+    return {"architecture": "multi_decoder", "arguments": plain(arguments)}
+
+
 def train_job(name: str, cfg: RunConfig) -> TrainJob:
+    staged = STAGED_NAME.fullmatch(name)
+    if staged:
+        edges, iterations = [int(e) for e in staged.group(1).split("-")], int(staged.group(2))
+        stages = [Interval(lo, hi) for lo, hi in zip(edges, edges[1:])]
+        if edges[0] != 0 or edges[-1] != cfg.diffusion.timesteps or iterations < 1:
+            raise ValueError(f"model {name!r} does not tile (0, {cfg.diffusion.timesteps}]")
+        if cfg.training.data_parallel % len(stages) and cfg.training.data_parallel > 1:
+            raise ValueError(f"config key 'training.data_parallel': {cfg.training.data_parallel} processes for "
+                             f"{len(stages)} stages; Algorithm 3 needs a multiple of the stage count")
+        return TrainJob(name, Interval(0, edges[-1]), iterations, snapshot_steps(iterations, cfg.training.eval_points),
+                        stages=tuple(stages), model_spec=multi_decoder_spec(cfg, stages))
     interval, iterations, recipe = parse_model_name(name)
     if interval.hi > cfg.diffusion.timesteps or iterations < 1:
         raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
@@ -86,10 +118,22 @@ class TrainJob:
     iterations: int  # its budget
     snapshot_steps: tuple[int, ...]  # steps whose EMA weights feed the evaluation series
     recipe: str = DEFAULT_RECIPE  # timestep sampling and loss weights: one of RECIPES
+    # A multi-stage model's stages, clean to noisy, tiling ``interval``: each step trains every
+    # stage on a batch of its own (training.samplers.StagedSampler); () for one-interval models.
+    stages: tuple[Interval, ...] = ()
+    model_spec: dict | None = field(default=None, compare=False)  # None: the config's architecture
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ValueError(f"[{self.name}] unknown training recipe {self.recipe!r}; expected one of {RECIPES}")
+        if self.stages:
+            edges = [s.lo for s in self.stages] + [self.stages[-1].hi]
+            if any(a.hi != b.lo for a, b in zip(self.stages, self.stages[1:])) or \
+                    (edges[0], edges[-1]) != (self.interval.lo, self.interval.hi):
+                raise ValueError(f"[{self.name}] stages {[s.label() for s in self.stages]} do not tile "
+                                 f"{self.interval.label()}")
+            if self.recipe != DEFAULT_RECIPE:
+                raise ValueError(f"[{self.name}] staged training uses uniform t within each stage (recipe adm)")
 
 
 def snapshot_steps(iterations: int, points: int) -> tuple[int, ...]:

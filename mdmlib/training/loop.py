@@ -28,7 +28,7 @@ from mdmlib.models.registry import build_model, new_model
 from mdmlib.training.checkpoint import load_checkpoint, save_checkpoint
 from mdmlib.training.distributed import DataParallel
 from mdmlib.training.job import TrainJob
-from mdmlib.training.samplers import UniformIntervalSampler, make_sampler
+from mdmlib.training.samplers import StagedSampler, UniformIntervalSampler, make_sampler
 
 
 @dataclass
@@ -46,12 +46,15 @@ class TrainState:
     forward: torch.nn.Module | None = None  # the DDP wrapper of ``model`` when data-parallel
 
 
-def new_state(cfg: RunConfig, in_channels: int, device: torch.device,
-              sampler: UniformIntervalSampler, init: dict | None = None) -> TrainState:
-    """A fresh model of the config's architecture, or ``init`` (a loaded checkpoint): its
-    architecture, its raw weights as the model and its EMA weights as the EMA."""
+def new_state(cfg: RunConfig, in_channels: int, device: torch.device, sampler: UniformIntervalSampler,
+              init: dict | None = None, spec: dict | None = None) -> TrainState:
+    """A fresh model of ``spec`` (default: the config's architecture), or ``init`` (a loaded
+    checkpoint): its architecture, its raw weights as the model and its EMA weights as the EMA."""
     torch.manual_seed(cfg.training.seed)  # dropout draws from the global generator
-    model = new_model(cfg.model, in_channels, cfg.data.resolution) if init is None else build_model(init["model_spec"])
+    if init is not None:
+        model = build_model(init["model_spec"])
+    else:
+        model = new_model(cfg.model, in_channels, cfg.data.resolution) if spec is None else build_model(spec)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if init is not None:
         model.load_state_dict(init["model"])
@@ -141,6 +144,7 @@ def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
     then compare across recipes, and the loss-aware sampler learns from the same quantity.
     Data-parallel, each process draws the global batch and trains on its slice.
     """
+    batch_size = sampler.samples_per_step(batch_size)
     idx = torch.randint(len(images), (batch_size,), generator=state.generator)
     t, weights = sampler.sample(batch_size, state.generator)
     noise = torch.randn((batch_size, *images.shape[1:]), generator=state.generator)
@@ -157,8 +161,11 @@ def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
     return t, losses
 
 
-def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob, init: dict | None = None) -> str | None:
+def resume_mismatch(ckpt: dict, cfg: RunConfig, job: TrainJob, init: dict | None = None,
+                    spec: dict | None = None) -> str | None:
     """Name of the first setting that differs between a saved run and this job, else None."""
+    if spec is not None and ckpt["model_spec"] != spec:
+        return "model (its spec)"
     if ckpt.get("init") != init:
         return f"initial checkpoint ({ckpt.get('init')} before, {init} now)"
     saved, now = ckpt["config"], cfg.to_dict()
@@ -204,10 +211,11 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
         raise ValueError(f"[{job.name}] {init} has {start['in_channels']} image channels, the data "
                          f"{train_images.shape[1]}")
     started_from = init_record(start, init)
-    state = new_state(cfg, train_images.shape[1], device, make_sampler(job.recipe, job.interval, schedule), start)
+    sampler = StagedSampler(list(job.stages)) if job.stages else make_sampler(job.recipe, job.interval, schedule)
+    state = new_state(cfg, train_images.shape[1], device, sampler, start, job.model_spec)
     if latest.exists():
         ckpt = load_checkpoint(latest)
-        mismatch = resume_mismatch(ckpt, cfg, job, started_from)
+        mismatch = resume_mismatch(ckpt, cfg, job, started_from, state.model.spec)
         if mismatch:
             log(f"[{job.name}] not resuming {latest}: it was trained with a different {mismatch}; starting afresh")
             for stale in state_dir.glob("*.pt"):
@@ -217,7 +225,9 @@ def run_training(cfg: RunConfig, job: TrainJob, train_images: np.ndarray, state_
             log(f"[{job.name}] resumed at step {state.step}/{job.iterations} (restart {state.restarts})")
     if parallel:
         from torch.nn.parallel import DistributedDataParallel
-        state.forward = DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda" else None)
+        # A multi-decoder model trains one stage per process: the other decoders go unused there.
+        state.forward = DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda" else None,
+                                                find_unused_parameters=bool(job.stages))
     writes = parallel is None or parallel.writes
     images = to_model_range(train_images)
     meter = IntervalLossMeter(cfg.diffusion.timesteps, tc.loss_bins)

@@ -21,6 +21,10 @@ class UniformIntervalSampler:
     def __init__(self, interval: Interval):
         self.interval = interval
 
+    def samples_per_step(self, batch_size: int) -> int:
+        """Samples one optimiser step trains on: the batch (staged sampling: a batch per stage)."""
+        return batch_size
+
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.randint(self.interval.lo, self.interval.hi, (batch_size,), generator=generator)
         return t, torch.ones(batch_size)
@@ -147,6 +151,35 @@ class SoftTruncationSampler(UniformIntervalSampler):
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         t, weights, _ = self.sample_with_truncation(batch_size, generator)
         return t, weights
+
+
+class StagedSampler(UniformIntervalSampler):
+    """The multi-stage paper's Algorithm 4: every step trains each stage on a batch of its own,
+    t uniform inside the stage; the global batch is stage-major (stage 1's samples first).
+
+    Data-parallel with N processes (N a multiple of the n stages), the even split of that batch
+    hands each process samples of one stage only: Algorithm 3 (process p trains stage p // (N/n)).
+    DDP then averages every gradient over all N processes, so the shared encoder gets the mean
+    over stages and each decoder its own stage's gradient over n, exactly as the single-process
+    step on the mean loss of the whole staged batch: the two algorithms take the same steps.
+    """
+
+    def __init__(self, stages: list[Interval]):
+        super().__init__(Interval(stages[0].lo, stages[-1].hi))
+        self.stages = list(stages)
+
+    def samples_per_step(self, batch_size: int) -> int:
+        return batch_size * len(self.stages)
+
+    def stage_index(self, t: int) -> int:
+        return next(k for k, s in enumerate(self.stages) if s.lo <= t < s.hi)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        per_stage = batch_size // len(self.stages)
+        if per_stage * len(self.stages) != batch_size:
+            raise ValueError(f"{batch_size} samples do not split over {len(self.stages)} stages")
+        t = torch.cat([torch.randint(s.lo, s.hi, (per_stage,), generator=generator) for s in self.stages])
+        return t, torch.ones(batch_size)
 
 
 def make_sampler(recipe: str, interval: Interval, schedule: NoiseSchedule) -> UniformIntervalSampler:

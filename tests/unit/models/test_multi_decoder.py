@@ -9,7 +9,11 @@ from mdmlib.models.multi_decoder import MultiDecoderUNet, nfe_weighted_macs, sta
 from mdmlib.models.registry import build_model
 from mdmlib.models.unet import UNet
 from mdmlib.sampling.ddim import ddim_timesteps
-from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mdmlib.training.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 
 SHAPE = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), channels_per_head=4,
              dropout=0.0)

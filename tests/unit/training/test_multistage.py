@@ -1,0 +1,97 @@
+"""The multi-stage paper's training: Algorithm 4 (every step trains every stage on its own batch)
+in one process, Algorithm 3 (each process one stage) under torchrun, and their equivalence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_training import states_equal
+
+from mdmlib.config import load_config
+from mdmlib.core.intervals import Interval
+from mdmlib.models.multi_decoder import MultiDecoderUNet
+from mdmlib.training.checkpoint import load_checkpoint
+from mdmlib.training.distributed import DataParallel, launch_data_parallel
+from mdmlib.training.job import staged_model_name, train_job
+from mdmlib.training.loop import run_training, snapshot_path
+from mdmlib.training.samplers import StagedSampler
+
+CPU = torch.device("cpu")
+# Dropout off, so two processes and one draw the same networks' outputs (dropout masks are per slice).
+TINY = {
+    "model": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+              "channels_per_head": 4, "dropout": 0.0},
+    "training": {"baseline_iterations": 8, "batch_size": 4, "log_every": 2, "checkpoint_every": 4,
+                 "eval_points": 2, "loss_bins": 4, "threads": 2},
+    "multistage": {"decoder_channels": [12, 4]},
+}
+STAGES = [Interval(0, 500), Interval(500, 1000)]
+MODEL = staged_model_name(STAGES, 8)
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, size=(32, 1, 8, 8), dtype=np.uint8)
+
+
+def test_a_staged_step_draws_one_batch_per_stage_inside_it():
+    sampler = StagedSampler([Interval(0, 100), Interval(100, 700), Interval(700, 1000)])
+    assert sampler.samples_per_step(16) == 48
+    t, weights = sampler.sample(48, torch.Generator().manual_seed(0))
+    assert (t[:16] < 100).all() and ((t[16:32] >= 100) & (t[16:32] < 700)).all() and (t[32:] >= 700).all()
+    assert torch.equal(weights, torch.ones(48))
+    # Data-parallel over 6 processes (a multiple of the 3 stages), each process's slice is one stage's.
+    slices = [DataParallel(rank, 6).part(48) for rank in range(6)]
+    assert [sorted({int(sampler.stage_index(x)) for x in t[s]}) for s in slices] == [[0], [0], [1], [1], [2], [2]]
+
+
+def test_a_staged_model_name_gives_its_stages_and_multi_decoder_spec():
+    cfg = load_config(TINY)
+    job = train_job(MODEL, cfg)
+    assert MODEL == "ms_t0-500-1000_i8" and job.stages == tuple(STAGES) and job.interval == Interval(0, 1000)
+    assert job.model_spec["architecture"] == "multi_decoder"
+    assert job.model_spec["arguments"]["stage_boundaries"] == [500]
+    assert job.model_spec["arguments"]["decoder_channels"] == [12, 4]
+    with pytest.raises(ValueError, match="does not tile"):
+        train_job("ms_t0-500-900_i8", cfg)
+    three = load_config({**TINY, "training": {**TINY["training"], "data_parallel": 2}})
+    with pytest.raises(ValueError, match="2 processes for 3 stages"):
+        train_job("ms_t0-300-600-1000_i8", three)
+
+
+def test_algorithm_4_trains_every_decoder_and_resumes_bit_identically(tmp_path, images):
+    cfg = load_config(TINY)
+    job = train_job(MODEL, cfg)
+    whole = run_training(cfg, job, images, tmp_path / "whole", CPU, log=lambda s: None)
+    assert isinstance(whole.model, MultiDecoderUNet) and whole.step == 8
+    assert {r["t_lo"] for r in whole.loss_rows} == {0, 250, 500, 750}  # both stages in every logged interval
+    assert sum(r["count"] for r in whole.loss_rows if r["step"] == 2) == 2 * 2 * 4  # 2 steps x 2 stages x 4
+    torch.manual_seed(cfg.training.seed)
+    fresh = MultiDecoderUNet(**job.model_spec["arguments"])
+    for k in range(2):  # each decoder moved away from its initial weights
+        before, after = fresh.decoders[k].state_dict(), whole.model.decoders[k].state_dict()
+        assert any(not torch.equal(before[n], after[n]) for n in before)
+    run_training(cfg, job, images, tmp_path / "killed", CPU, log=lambda s: None, stop_after=4)
+    resumed = run_training(cfg, job, images, tmp_path / "killed", CPU, log=lambda s: None)
+    assert states_equal(resumed.model.state_dict(), whole.model.state_dict())
+    assert states_equal(resumed.ema.state_dict(), whole.ema.state_dict())
+    snapshot = load_checkpoint(snapshot_path(tmp_path / "whole", 8))
+    assert snapshot["model_spec"] == job.model_spec
+
+
+def test_algorithm_3_on_two_gloo_processes_takes_algorithm_4s_steps(tmp_path, images):
+    """One process per stage: the encoder's gradients averaged over both, each decoder's from its
+    own process (DDP's average with the other process's zero): the same steps within 1e-4."""
+    cfg = load_config({**TINY, "training": {**TINY["training"], "data_parallel": 2}})
+    train = tmp_path / "train.npz"
+    np.savez(train, images=images, labels=np.zeros(len(images), dtype=np.int64))
+    launch_data_parallel(cfg.to_dict(), MODEL, train, tmp_path / "alg3", processes=2, threads=2,
+                         log_path=tmp_path / "alg3.log")
+    torch.set_num_threads(1)
+    alg4 = run_training(cfg, train_job(MODEL, cfg), images, tmp_path / "alg4", CPU, log=lambda s: None)
+    alg3 = load_checkpoint(tmp_path / "alg3" / "latest.pt")
+    assert alg3["step"] == alg4.step == 8
+    np.testing.assert_allclose([r["loss"] for r in alg3["loss_rows"]], [r["loss"] for r in alg4.loss_rows],
+                               rtol=1e-4)
+    for key, value in alg4.model.state_dict().items():
+        torch.testing.assert_close(alg3["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines convergence test slurm-test lint dryrun report clean bench
+.PHONY: setup run baselines convergence multistage test slurm-test lint dryrun report clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,9 +29,13 @@ baselines: setup
 convergence: setup
 	snakemake convergence --cores $(CORES)
 
+# The multi-stage paper's comparisons: unified, separate and multi-decoder models (Fig. 1(d), Tables 5, 6).
+multistage: setup
+	snakemake multistage --cores $(CORES)
+
 # The report covers `make run`, plus `make baselines` / `make convergence` once they have run.
 report: setup
-	targets=all; for t in baselines convergence; do \
+	targets=all; for t in baselines convergence multistage; do \
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 

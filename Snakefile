@@ -17,6 +17,7 @@ include: "rules/training.smk"
 include: "rules/intervals.smk"
 include: "rules/baselines.smk"
 include: "rules/convergence.smk"
+include: "rules/multistage.smk"
 include: "rules/evaluation.smk"
 
 

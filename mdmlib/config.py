@@ -178,6 +178,9 @@ class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder 
     # each stage's decoder base width, clean to noisy (model.base_channels is the encoder's); the
     # paper's CIFAR-10 model widens the cleanest stage's decoder: 192 / 128 / 16 over 128
     decoder_channels: tuple[int, ...] = (48, 32, 16)
+    # its training steps, each a batch split over the stages; None: training.baseline_iterations,
+    # so unified, separate and multi-stage models see the same samples
+    iterations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,9 @@ def _check_consistency(cfg: RunConfig) -> None:
         _check_unet(cfg)
     if cfg.multistage.intervals not in method_names():
         raise ValueError(f"config key 'multistage.intervals': unknown method {cfg.multistage.intervals!r}")
+    if len(cfg.multistage.decoder_channels) != cfg.experts.n:
+        raise ValueError(f"config key 'multistage.decoder_channels': one width per stage: {cfg.experts.n} "
+                         f"(experts.n), got {len(cfg.multistage.decoder_channels)}")
     for width in cfg.multistage.decoder_channels:
         if any(width * m % cfg.model.channels_per_head for m in cfg.model.channel_mult):
             raise ValueError(f"config key 'multistage.decoder_channels': model.channels_per_head must divide "

@@ -105,6 +105,19 @@ def baseline_outputs():
             for ext in ("csv", "md")]
 
 
+# The multi-stage comparison (rules/multistage.smk): its runs, and (output key, kind, file stem).
+MULTISTAGE_TABLE_RUNS = ("baseline", "separate", "multistage")
+MULTISTAGE_OUTPUTS = (("table5", "table", "multistage_table5_training_cost"),
+                      ("table6", "table", "multistage_table6_precision_recall"),
+                      ("stages", "table", "multistage_stage_costs"),
+                      ("figure", "figure", "multistage_fig1d_fid_vs_iterations"))
+
+
+def multistage_outputs():
+    return [(paths.figure if kind == "figure" else paths.table)(OUT, stem, ext) for _, kind, stem in MULTISTAGE_OUTPUTS
+            for ext in (("png", "pdf") if kind == "figure" else ("csv", "md"))]
+
+
 def convergence_outputs():
     figures = [paths.figure(OUT, name, ext) for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
                for ext in ("png", "pdf")]

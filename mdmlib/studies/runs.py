@@ -17,6 +17,7 @@ from mdmlib.training.job import (
     expert_models,
     model_name,
     snapshot_source,
+    staged_model_name,
 )
 
 # ------------------------------------------------------------ MDM paper Tables 1, 3, 4 (`baselines`)
@@ -79,6 +80,7 @@ def run_recipe(run: str, cfg: RunConfig) -> tuple[str, int]:
 # ---------------------------------------------------------- the 8-expert study (`convergence`)
 
 
+MULTISTAGE_RUNS = ("separate", "multistage")  # the multi-stage comparison's runs beside the baseline
 REALLOCATED_RUN = "reallocated8"  # the eight experts on reallocated budgets (mdmlib.studies.reallocation)
 
 
@@ -126,7 +128,7 @@ class RunPlan:
         self.baseline = baseline_model(cfg)
         self.baseline_runs = baseline_runs(cfg)  # MDM paper Tables 1, 3, 4: the `baselines` target
         self.eight_runs = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
-        self.runs = run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN]
+        self.runs = run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
 
     def models(self, run: str) -> list[str]:
         """The models a run routes between; MDM runs need their interval choice first."""
@@ -138,6 +140,12 @@ class RunPlan:
             return eight_expert_models(self.cfg)
         if run == REALLOCATED_RUN:  # the eight experts again, on budgets their convergence decided
             return self.reallocated_models()
+        if run in MULTISTAGE_RUNS:  # the multi-stage comparison, on its interval method's stages
+            stages = self.chosen_intervals(self.cfg.multistage.intervals)
+            total = self.cfg.training.baseline_iterations
+            if run == "multistage":
+                return [staged_model_name(stages, self.cfg.multistage.iterations or total)]
+            return expert_models(stages, total, self.cfg.diffusion.timesteps, self.cfg.training.recipe)
         method, total_iterations = run_recipe(run, self.cfg)
         return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
                              self.cfg.training.recipe)
@@ -180,6 +188,8 @@ class RunPlan:
             return self.eight_runs[:1]
         if run in self.baseline_runs:
             return ["baseline"] + (["mdm"] if self.cfg.experts.intervals == "paper" else [])
+        if run == "separate":  # MDM itself when the multi-stage comparison uses the main split
+            return ["mdm"]
         return self.shared_sources(run)
 
     def samples(self, run: str, point: int) -> str:

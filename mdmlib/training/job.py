@@ -17,7 +17,8 @@ RECIPES = ("adm", "p2w", "soft_truncation", "importance")  # timestep sampler + 
 DEFAULT_RECIPE = "adm"
 
 MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)(?:_(p2w|soft_truncation|importance))?")
-MODEL_PATTERN = MODEL_NAME.pattern  # the Snakefile's wildcard constraint
+STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_i(\d+)")  # multi-decoder models: stages and budget
+MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}"  # the Snakefile's wildcard constraint
 
 
 def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE) -> str:
@@ -38,9 +39,6 @@ def parse_model_name(name: str) -> tuple[Interval, int, str]:
         raise ValueError(f"model name {name!r} is not of the form t<lo>-<hi>_i<iterations>[_<recipe>]")
     lo, hi, iterations = map(int, match.groups()[:3])
     return Interval(lo, hi), iterations, match.group(4) or DEFAULT_RECIPE
-
-
-STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_i(\d+)")
 
 
 def staged_model_name(stages: list[Interval], iterations: int) -> str:
@@ -67,9 +65,11 @@ def train_job(name: str, cfg: RunConfig) -> TrainJob:
         stages = [Interval(lo, hi) for lo, hi in zip(edges, edges[1:])]
         if edges[0] != 0 or edges[-1] != cfg.diffusion.timesteps or iterations < 1:
             raise ValueError(f"model {name!r} does not tile (0, {cfg.diffusion.timesteps}]")
-        if cfg.training.data_parallel % len(stages) and cfg.training.data_parallel > 1:
-            raise ValueError(f"config key 'training.data_parallel': {cfg.training.data_parallel} processes for "
-                             f"{len(stages)} stages; Algorithm 3 needs a multiple of the stage count")
+        if cfg.training.data_parallel > 1 and (cfg.training.data_parallel % len(stages)
+                                               or cfg.training.batch_size % len(stages)):
+            raise ValueError(f"config key 'training.data_parallel': {cfg.training.data_parallel} processes and a batch "
+                             f"of {cfg.training.batch_size} for {len(stages)} stages; Algorithm 3 needs multiples of "
+                             f"the stage count for both")
         return TrainJob(name, Interval(0, edges[-1]), iterations, snapshot_steps(iterations, cfg.training.eval_points),
                         stages=tuple(stages), model_spec=multi_decoder_spec(cfg, stages))
     interval, iterations, recipe = parse_model_name(name)
@@ -87,6 +87,8 @@ def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str
     (``test_short_run_is_the_snapshot_of_a_longer_one``). Study runs whose budgets fall on
     the main runs' evaluation points therefore train nothing.
     """
+    if not MODEL_NAME.fullmatch(model):  # a multi-decoder model: no single-interval source
+        return None
     interval, steps, recipe = parse_model_name(model)
     for other in candidates:
         other_interval, other_steps, other_recipe = parse_model_name(other)

@@ -144,7 +144,6 @@ def train_step(state: TrainState, schedule: NoiseSchedule, images: torch.Tensor,
     then compare across recipes, and the loss-aware sampler learns from the same quantity.
     Data-parallel, each process draws the global batch and trains on its slice.
     """
-    batch_size = sampler.samples_per_step(batch_size)
     idx = torch.randint(len(images), (batch_size,), generator=state.generator)
     t, weights = sampler.sample(batch_size, state.generator)
     noise = torch.randn((batch_size, *images.shape[1:]), generator=state.generator)

@@ -21,10 +21,6 @@ class UniformIntervalSampler:
     def __init__(self, interval: Interval):
         self.interval = interval
 
-    def samples_per_step(self, batch_size: int) -> int:
-        """Samples one optimiser step trains on: the batch (staged sampling: a batch per stage)."""
-        return batch_size
-
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.randint(self.interval.lo, self.interval.hi, (batch_size,), generator=generator)
         return t, torch.ones(batch_size)
@@ -154,8 +150,10 @@ class SoftTruncationSampler(UniformIntervalSampler):
 
 
 class StagedSampler(UniformIntervalSampler):
-    """The multi-stage paper's Algorithm 4: every step trains each stage on a batch of its own,
-    t uniform inside the stage; the global batch is stage-major (stage 1's samples first).
+    """The multi-stage paper's Algorithm 4: every step trains each stage on its share of the batch
+    (``batch_size / n`` samples each, the first stages one more when it does not divide; t uniform
+    inside the stage), stage-major (stage 1 first), so
+    a step sees as many samples as a unified model's step and all parameters update once.
 
     Data-parallel with N processes (N a multiple of the n stages), the even split of that batch
     hands each process samples of one stage only: Algorithm 3 (process p trains stage p // (N/n)).
@@ -168,17 +166,13 @@ class StagedSampler(UniformIntervalSampler):
         super().__init__(Interval(stages[0].lo, stages[-1].hi))
         self.stages = list(stages)
 
-    def samples_per_step(self, batch_size: int) -> int:
-        return batch_size * len(self.stages)
-
     def stage_index(self, t: int) -> int:
         return next(k for k, s in enumerate(self.stages) if s.lo <= t < s.hi)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        per_stage = batch_size // len(self.stages)
-        if per_stage * len(self.stages) != batch_size:
-            raise ValueError(f"{batch_size} samples do not split over {len(self.stages)} stages")
-        t = torch.cat([torch.randint(s.lo, s.hi, (per_stage,), generator=generator) for s in self.stages])
+        n = len(self.stages)
+        shares = [batch_size // n + (k < batch_size % n) for k in range(n)]
+        t = torch.cat([torch.randint(s.lo, s.hi, (share,), generator=generator) for s, share in zip(self.stages, shares)])
         return t, torch.ones(batch_size)
 
 

@@ -24,6 +24,7 @@ TINY = {
     "training": {"baseline_iterations": 8, "batch_size": 4, "log_every": 2, "checkpoint_every": 4,
                  "eval_points": 2, "loss_bins": 4, "threads": 2},
     "multistage": {"decoder_channels": [12, 4]},
+    "experts": {"n": 2, "boundaries": [0.5]},
 }
 STAGES = [Interval(0, 500), Interval(500, 1000)]
 MODEL = staged_model_name(STAGES, 8)
@@ -36,13 +37,14 @@ def images():
 
 def test_a_staged_step_draws_one_batch_per_stage_inside_it():
     sampler = StagedSampler([Interval(0, 100), Interval(100, 700), Interval(700, 1000)])
-    assert sampler.samples_per_step(16) == 48
-    t, weights = sampler.sample(48, torch.Generator().manual_seed(0))
+    t, weights = sampler.sample(48, torch.Generator().manual_seed(0))  # 16 per stage
     assert (t[:16] < 100).all() and ((t[16:32] >= 100) & (t[16:32] < 700)).all() and (t[32:] >= 700).all()
     assert torch.equal(weights, torch.ones(48))
     # Data-parallel over 6 processes (a multiple of the 3 stages), each process's slice is one stage's.
     slices = [DataParallel(rank, 6).part(48) for rank in range(6)]
     assert [sorted({int(sampler.stage_index(x)) for x in t[s]}) for s in slices] == [[0], [0], [1], [1], [2], [2]]
+    t, _ = sampler.sample(8, torch.Generator().manual_seed(0))  # 3 + 3 + 2
+    assert [sampler.stage_index(int(x)) for x in t] == [0, 0, 0, 1, 1, 1, 2, 2]
 
 
 def test_a_staged_model_name_gives_its_stages_and_multi_decoder_spec():
@@ -55,7 +57,7 @@ def test_a_staged_model_name_gives_its_stages_and_multi_decoder_spec():
     with pytest.raises(ValueError, match="does not tile"):
         train_job("ms_t0-500-900_i8", cfg)
     three = load_config({**TINY, "training": {**TINY["training"], "data_parallel": 2}})
-    with pytest.raises(ValueError, match="2 processes for 3 stages"):
+    with pytest.raises(ValueError, match="2 processes and a batch of 4 for 3 stages"):
         train_job("ms_t0-300-600-1000_i8", three)
 
 
@@ -65,7 +67,7 @@ def test_algorithm_4_trains_every_decoder_and_resumes_bit_identically(tmp_path, 
     whole = run_training(cfg, job, images, tmp_path / "whole", CPU, log=lambda s: None)
     assert isinstance(whole.model, MultiDecoderUNet) and whole.step == 8
     assert {r["t_lo"] for r in whole.loss_rows} == {0, 250, 500, 750}  # both stages in every logged interval
-    assert sum(r["count"] for r in whole.loss_rows if r["step"] == 2) == 2 * 2 * 4  # 2 steps x 2 stages x 4
+    assert sum(r["count"] for r in whole.loss_rows if r["step"] == 2) == 2 * 4  # 2 steps of 4 samples
     torch.manual_seed(cfg.training.seed)
     fresh = MultiDecoderUNet(**job.model_spec["arguments"])
     for k in range(2):  # each decoder moved away from its initial weights

@@ -1,0 +1,145 @@
+"""The multi-stage paper's comparisons (`make multistage`): unified, separate and multi-stage models
+at equal training iterations and samples.
+
+Fig. 1(d) form (FID against iterations and measured training cost), Table 5 form (iterations,
+MACs per training step, total training MACs, FID), Table 6 form (precision and recall) and the
+per-stage parameters and MACs of the multi-decoder model (Tables 7 and 9 count them this way).
+A multi-stage step trains every stage on its share of the batch, so a step sees as many samples
+as a unified step: iterations compare directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mdmlib.models.macs import count_parameters, forward_macs
+from mdmlib.models.multi_decoder import nfe_weighted_macs, stage_costs
+from mdmlib.report.figures import plt, save_figure
+from mdmlib.report.labels import run_label
+from mdmlib.report.tables import best_point, write_table
+from mdmlib.sampling.ddim import ddim_timesteps
+from mdmlib.studies.convergence import normalised_costs, point_steps
+from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+RUNS = ("baseline", "separate", "multistage")  # unified, one full U-Net per stage, shared encoder
+
+
+def training_cost_table(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
+                        macs_per_sample: Mapping[str, float], batch_size: int) -> pd.DataFrame:
+    """Table 5 form. ``macs_per_sample[model]``: forward MACs per training sample (a multi-stage
+    model's is the mean over its stages: each trains on an equal share of every batch).
+    Training MACs count forward and backward as 3 forwards, as the paper does."""
+    rows = []
+    for run, df in series.items():
+        models = run_models[run]
+        steps = point_steps(df)[-1]  # each model's steps at the end of the series
+        total = sum(3.0 * batch_size * macs_per_sample[m] * s for m, s in zip(models, steps))
+        per_step = [3.0 * batch_size * macs_per_sample[m] for m in models]
+        best = best_point(df)
+        rows.append({"method": run_label(run), "models": len(models), "iterations": int(steps.sum()),
+                     "training MACs per step (G)": float(np.mean(per_step)) / 1e9,
+                     "total training MACs (T)": total / 1e12, "best FID": float(best["fid"]),
+                     "at iterations": int(best["total_steps"]), "FID at end": float(df.sort_values("point")["fid"].iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def quality_rows(series: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Table 6 form: each run at its best FID with precision and recall."""
+    rows = []
+    for run, df in series.items():
+        best = best_point(df)
+        rows.append({"method": run_label(run), "FID": float(best["fid"]), "precision": float(best["precision"]),
+                     "recall": float(best["recall"]), "point": int(best["point"]),
+                     "iterations": int(best["total_steps"])})
+    return pd.DataFrame(rows)
+
+
+def stage_cost_rows(stage_rows: Sequence[dict], nfe_weighted: float, unified: dict) -> pd.DataFrame:
+    """Parameters and MACs of the shared encoder, each decoder and each stage, the NFE-weighted
+    average over the sampling trajectory ("Total GFLOPs" in the paper), and the unified model."""
+    rows = [{"part": r["part"], "parameters (M)": r["parameters"] / 1e6, "forward MACs (M)": r["macs"] / 1e6}
+            for r in stage_rows]
+    rows.append({"part": "multi-stage, NFE-weighted over the sampling steps", "parameters (M)": np.nan,
+                 "forward MACs (M)": nfe_weighted / 1e6})
+    rows.append({"part": "unified model", "parameters (M)": unified["parameters"] / 1e6,
+                 "forward MACs (M)": unified["macs"] / 1e6})
+    return pd.DataFrame(rows)
+
+
+def claim_verdict(series: Mapping[str, pd.DataFrame]) -> str:
+    """The paper's claim (multi-stage reaches a better FID than unified in fewer iterations), read
+    from this run's numbers. One sample set per point: differences are not yet weighed against the
+    spread between sample sets."""
+    multi, unified = best_point(series["multistage"]), best_point(series["baseline"])
+    better = float(multi["fid"]) < float(unified["fid"])
+    sooner = int(multi["total_steps"]) <= int(unified["total_steps"])
+    verdict = "holds" if better and sooner else "does not hold"
+    return (f"paper's claim (multi-stage better FID than unified in fewer iterations) {verdict} here on one "
+            f"sample set per point: best FID {float(multi['fid']):.4g} at {int(multi['total_steps'])} iterations "
+            f"against {float(unified['fid']):.4g} at {int(unified['total_steps'])}")
+
+
+def fid_against_iterations_figure(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
+                                  timings: Mapping[str, pd.DataFrame], png_path: str | Path, title: str = "") -> None:
+    """Fig. 1(d) form: FID against training iterations and against measured total cost (s)."""
+    costed = normalised_costs(series, run_models, timings)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, column, label in zip(axes, ("total_steps", "tc_timed"), ("training iterations", "measured TC (s)")):
+        for i, (run, df) in enumerate(costed.items()):
+            df = df.sort_values("point")
+            ax.plot(df[column], df["fid"], "o-", color=f"C{i}", label=run_label(run))
+        ax.set_xlabel(label)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("FID")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, png_path)
+
+
+def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
+                           timings: Mapping[str, pd.DataFrame], costs: dict, batch_size: int, outputs,
+                           experiment: str, setting: str) -> None:
+    """``costs``: "macs_per_sample" (model -> forward MACs), "stages" (``stage_costs`` rows),
+    "nfe_weighted" and "unified" ({parameters, macs}); ``outputs`` has table5/table6/stages
+    _csv/_md and figure_png (the PDF goes beside it)."""
+    verdict = claim_verdict(series)
+    table5 = training_cost_table(series, run_models, costs["macs_per_sample"], batch_size)
+    write_table(table5, outputs.table5_csv, outputs.table5_md,
+                f"Table 5 form ({experiment}): unified, separate (one full U-Net per stage) and multi-stage "
+                f"(shared encoder, one decoder per stage) at equal iterations and samples (batch {batch_size} a "
+                f"step); training MACs = 3 x forward MACs x batch x iterations; {verdict}; {setting}.")
+    table6 = quality_rows(series)
+    write_table(table6, outputs.table6_csv, outputs.table6_md,
+                f"Table 6 form ({experiment}): precision and recall at each run's best FID; {setting}.")
+    stages = stage_cost_rows(costs["stages"], costs["nfe_weighted"], costs["unified"])
+    write_table(stages, outputs.stages_csv, outputs.stages_md,
+                f"Parameters and forward MACs per image of the multi-decoder model ({experiment}): a stage is the "
+                f"shared encoder with its decoder (the paper's Table 7 count); the NFE-weighted row averages the "
+                f"stages over the sampler's steps (the paper's 'Total GFLOPs').")
+    fid_against_iterations_figure(series, run_models, timings, outputs.figure_png, title=f"{experiment}: {setting}")
+    print(table5.to_string(), table6.to_string(), stages.to_string(), verdict, sep="\n\n")
+
+
+def model_costs(checkpoints: Mapping[str, str | Path], multistage: str, unified: str, sampling_steps: int) -> dict:
+    """Forward MACs per sample of every model (a multi-stage model's: the mean over its stages),
+    the multi-decoder model's stage costs and NFE-weighted MACs, and the unified model's size."""
+    models = {name: model_from_checkpoint(load_checkpoint(path)) for name, path in checkpoints.items()}
+    ms = models[multistage]
+    sample = torch.zeros(1, ms.in_channels, ms.resolution, ms.resolution)
+    stages = stage_costs(ms, sample)
+    per_sample = {}
+    for name, model in models.items():
+        if name == multistage:
+            per_sample[name] = float(np.mean([r["macs"] for r in stages if r["part"].startswith("stage")]))
+        else:
+            per_sample[name] = float(forward_macs(model, sample, torch.zeros(1, dtype=torch.long)))
+    T = load_checkpoint(checkpoints[multistage])["config"]["diffusion"]["timesteps"]
+    return {"macs_per_sample": per_sample, "stages": stages,
+            "nfe_weighted": nfe_weighted_macs(ms, sample, ddim_timesteps(T, sampling_steps)),
+            "unified": {"parameters": count_parameters(models[unified]), "macs": per_sample[unified]}}

@@ -9,12 +9,14 @@ matplotlib.use("Agg")  # headless: jobs run without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mdmlib.core.io import atomic_write  # noqa: E402
+
 
 def save_figure(fig, png_path: str | Path) -> None:
     """Write ``png_path`` and the PDF beside it."""
     png_path = Path(png_path)
-    fig.savefig(png_path, dpi=150, bbox_inches="tight")
-    fig.savefig(png_path.with_suffix(".pdf"), bbox_inches="tight")
+    atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
+    atomic_write(png_path.with_suffix(".pdf"), lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
     plt.close(fig)
 
 

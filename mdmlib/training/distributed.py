@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from mdmlib.core.io import atomic_write_text
+
 
 @dataclass(frozen=True)
 class DataParallel:
@@ -53,7 +55,7 @@ def launch_data_parallel(config: dict, model: str, train_path: str | Path, state
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "config.json"
-    config_path.write_text(json.dumps(config))
+    atomic_write_text(config_path, json.dumps(config))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "mdmlib.training", "--config", str(config_path), "--model", model,
            "--train", str(train_path), "--state-dir", str(state_dir),

@@ -6,6 +6,7 @@ are empty stand-ins created at the configs' relative paths in a temporary workin
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -19,10 +20,10 @@ from mdmlib import paths
 from mdmlib.config import RunConfig, load_config
 from mdmlib.core.intervals import Interval
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.models.registry import new_model
-from mdmlib.training.job import snapshot_steps
+from mdmlib.models.registry import build_model, new_model
+from mdmlib.training.job import snapshot_steps, train_job
 from mdmlib.training.loop import new_state, train_step
-from mdmlib.training.samplers import make_sampler
+from mdmlib.training.samplers import StagedSampler, make_sampler
 
 PAPER_CONFIGS = ["cifar10_adm", "cifar10_p2w", "imagenet32_softtrunc"]
 # Parameters of one network (MDM trains three). ADM's CIFAR-10 U-Net; the ImageNet-32 entry is the
@@ -159,3 +160,49 @@ def test_full_size_network_builds_and_takes_a_training_step_on_the_cpu(name, tmp
     after = state.model.state_dict()
     assert not torch.equal(before["out.2.weight"], after["out.2.weight"])  # the zero-initialised output layer learnt
     assert all(torch.isfinite(v).all() for v in after.values())
+
+
+# ---------------------------------------------------------------- the multi-stage paper's CIFAR-10
+
+
+def test_multistage_config_has_the_papers_stages_by_equal_snr(tmp_path, monkeypatch):
+    cfg = paper_config("cifar10_multistage", tmp_path, monkeypatch)
+    schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    snr = schedule.snr().double()
+    for vp_time, fraction in zip((0.4420, 0.6308), cfg.experts.boundaries):
+        alpha_bar = math.exp(-0.5 * vp_time ** 2 * (20.0 - 0.1) - 0.1 * vp_time)  # VP SDE, beta 0.1 to 20
+        step = int(torch.argmin((snr.log() - math.log(alpha_bar / (1 - alpha_bar))).abs())) + 1  # t = index + 1
+        assert round(fraction * cfg.diffusion.timesteps) == step
+    assert cfg.multistage.intervals == cfg.experts.intervals == "paper"
+    assert cfg.multistage.decoder_channels == (192, 128, 16) and cfg.model.base_channels == 128
+
+
+def test_multistage_config_dry_runs_its_target(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    values = paper_values("cifar10_multistage")
+    make_stand_ins(workdir, values)
+    text = snakemake(workdir, "multistage", "--configfile", "configs/cifar10_multistage.yaml", "-n").stdout
+    counts = dry_run_counts(text)
+    assert counts.get("multistage_tables") == 1 and counts.get("select_intervals") == 1, text[-3000:]
+    assert counts.get("train_baseline") == 1 and "checkpoint jobs" in text
+
+
+def test_multistage_full_size_network_builds_and_takes_a_training_step_on_the_cpu(tmp_path, monkeypatch):
+    cfg = paper_config("cifar10_multistage", tmp_path, monkeypatch)
+    job = train_job("ms_t0-442-630-1000_i500000", cfg)
+    model = build_model(job.model_spec)
+    counts = {"total": sum(p.numel() for p in model.parameters()),
+              "encoder": sum(p.numel() for p in model.encoder_parameters()),
+              "decoders": [sum(p.numel() for p in d.parameters()) for d in model.decoders]}
+    print(f"cifar10_multistage: {counts}")
+    assert counts["total"] == 248_423_113  # the paper's Table 7: 237M
+    assert counts["encoder"] == 44_463_232 and counts["decoders"][0] > counts["decoders"][1] > counts["decoders"][2]
+    del model
+    sampler = StagedSampler(list(job.stages))
+    state = new_state(cfg, cfg.data.channels, torch.device("cpu"), sampler, spec=job.model_spec)
+    before = [d["out"][-1].weight.clone() for d in state.model.decoders]
+    schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    t, losses = train_step(state, schedule, images, sampler, batch_size=3)  # one sample per stage
+    assert [sampler.stage_index(int(x)) for x in t] == [0, 1, 2] and torch.isfinite(losses).all()
+    assert all(not torch.equal(b, d["out"][-1].weight) for b, d in zip(before, state.model.decoders))

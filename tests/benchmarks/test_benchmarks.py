@@ -17,7 +17,7 @@ from benchmarks.pipeline import parse_snakemake_log, pipeline_overhead
 from mdmlib.models.macs import forward_macs
 
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
-         "precision_recall_memory", "model_efficiency")
+         "precision_recall_memory", "model_efficiency", "multistage_costs")
 
 
 def job_block(jobid: int, rule: str, start: str, end: str, benchmark: str | None, threads: int = 1) -> str:

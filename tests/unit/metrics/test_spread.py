@@ -49,7 +49,7 @@ def synthetic_fid_spread(n: int, sets: int = 16, dim: int = 4, shift: float = 0.
 
 def test_fid_spread_shrinks_with_more_samples_towards_the_known_fid():
     true = 4 * 0.5 ** 2
-    (m_small, sd_small), (m_large, sd_large) = synthetic_fid_spread(100), synthetic_fid_spread(1600)
+    (_, sd_small), (m_large, sd_large) = synthetic_fid_spread(100), synthetic_fid_spread(1600)
     # About 1/sqrt(n) (a factor 4 for 16x the samples; the sd of 16 sets is itself uncertain).
     assert sd_large < sd_small / 2
     assert m_large == pytest.approx(true, abs=3 * sd_large / math.sqrt(16) + 0.01)

@@ -176,8 +176,10 @@ class MetricsConfig:
 class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder per stage
     intervals: str = "optimal_denoiser"  # the interval method that gives the stages (the paper's)
     # each stage's decoder base width, clean to noisy (model.base_channels is the encoder's); the
-    # paper's CIFAR-10 model widens the cleanest stage's decoder: 192 / 128 / 16 over 128
-    decoder_channels: tuple[int, ...] = (48, 32, 16)
+    # paper's CIFAR-10 model widens the cleanest stage's decoder: 192 / 128 / 16 over 128. None:
+    # 1.5x the encoder's width for the cleanest stage down to 0.5x for the noisiest, each rounded up
+    # to a multiple of model.channels_per_head (48 / 32 / 16 at the default)
+    decoder_channels: tuple[int, ...] | None = None
     # its training steps, each a batch split over the stages; None: training.baseline_iterations,
     # so unified, separate and multi-stage models see the same samples
     iterations: int | None = None
@@ -334,10 +336,11 @@ def _check_consistency(cfg: RunConfig) -> None:
         _check_unet(cfg)
     if cfg.multistage.intervals not in method_names():
         raise ValueError(f"config key 'multistage.intervals': unknown method {cfg.multistage.intervals!r}")
-    if len(cfg.multistage.decoder_channels) != cfg.experts.n:
+    widths = cfg.multistage.decoder_channels
+    if widths is not None and len(widths) != cfg.experts.n:
         raise ValueError(f"config key 'multistage.decoder_channels': one width per stage: {cfg.experts.n} "
-                         f"(experts.n), got {len(cfg.multistage.decoder_channels)}")
-    for width in cfg.multistage.decoder_channels:
+                         f"(experts.n), got {len(widths)}")
+    for width in widths or ():
         if any(width * m % cfg.model.channels_per_head for m in cfg.model.channel_mult):
             raise ValueError(f"config key 'multistage.decoder_channels': model.channels_per_head must divide "
                              f"every level's width of the {width}-wide decoder")

@@ -47,14 +47,25 @@ def staged_model_name(stages: list[Interval], iterations: int) -> str:
     return f"ms_t{'-'.join(map(str, edges))}_i{iterations}"
 
 
+def decoder_widths(cfg: RunConfig, stages: int) -> list[int]:
+    """``multistage.decoder_channels``, or by default a ramp from 1.5x the encoder's width (the
+    cleanest stage) to 0.5x (the noisiest), each rounded up to a multiple of the head width."""
+    if cfg.multistage.decoder_channels is not None:
+        return list(cfg.multistage.decoder_channels)
+    head, base = cfg.model.channels_per_head, cfg.model.base_channels
+    ratios = [1.5 - k / (stages - 1) for k in range(stages)] if stages > 1 else [1.0]
+    return [max(head, -(-round(r * base) // head) * head) for r in ratios]
+
+
 def multi_decoder_spec(cfg: RunConfig, stages: list[Interval]) -> dict:
     """The spec of the multi-decoder U-Net on ``stages``: the config's U-Net as its encoder,
     ``multistage.decoder_channels`` as its decoders (mdmlib.models.multi_decoder)."""
-    if len(cfg.multistage.decoder_channels) != len(stages):
-        raise ValueError(f"config key 'multistage.decoder_channels': {len(cfg.multistage.decoder_channels)} "
+    widths = decoder_widths(cfg, len(stages))
+    if len(widths) != len(stages):
+        raise ValueError(f"config key 'multistage.decoder_channels': {len(widths)} "
                          f"widths for {len(stages)} stages")
     arguments = unet_arguments(cfg.model, cfg.data.channels, cfg.data.resolution)
-    arguments |= {"stage_boundaries": [s.lo for s in stages[1:]], "decoder_channels": cfg.multistage.decoder_channels}
+    arguments |= {"stage_boundaries": [s.lo for s in stages[1:]], "decoder_channels": widths}
     return {"architecture": "multi_decoder", "arguments": plain(arguments)}
 
 

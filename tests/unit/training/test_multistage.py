@@ -12,7 +12,7 @@ from mdmlib.core.intervals import Interval
 from mdmlib.models.multi_decoder import MultiDecoderUNet
 from mdmlib.training.checkpoint import load_checkpoint
 from mdmlib.training.distributed import DataParallel, launch_data_parallel
-from mdmlib.training.job import staged_model_name, train_job
+from mdmlib.training.job import decoder_widths, staged_model_name, train_job
 from mdmlib.training.loop import run_training, snapshot_path
 from mdmlib.training.samplers import StagedSampler
 
@@ -97,3 +97,13 @@ def test_algorithm_3_on_two_gloo_processes_takes_algorithm_4s_steps(tmp_path, im
                                rtol=1e-4)
     for key, value in alg4.model.state_dict().items():
         torch.testing.assert_close(alg3["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_default_decoder_widths_ramp_and_fit_every_config_head_width():
+    cfg = load_config({})
+    assert decoder_widths(cfg, 3) == [48, 32, 16]  # 1.5x, 1x, 0.5x the encoder's 32
+    wide_heads = load_config({"model": {"base_channels": 128, "channel_mult": [1, 2, 2, 2],
+                                        "attention_resolutions": [4], "channels_per_head": 32}})
+    assert decoder_widths(wide_heads, 3) == [192, 128, 64]  # rounded up to multiples of 32
+    with pytest.raises(ValueError, match="config key 'multistage.decoder_channels': one width per stage"):
+        load_config({"multistage": {"decoder_channels": [32, 16]}})

@@ -62,8 +62,9 @@ def multistage_costs(cfg: RunConfig, channels: int, batch: int, ddim_steps: int,
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
     res = cfg.data.resolution
     sample = torch.zeros(1, channels, res, res)
-    predicted = nfe_weighted_macs(multi, sample, ddim_timesteps(cfg.diffusion.timesteps, ddim_steps)) / \
-        forward_macs(unified, sample, torch.zeros(1, dtype=torch.long))
+    costs = stage_costs(multi, sample)
+    unified_macs = forward_macs(unified, sample, torch.zeros(1, dtype=torch.long))
+    predicted = nfe_weighted_macs(multi, costs, ddim_timesteps(cfg.diffusion.timesteps, ddim_steps)) / unified_macs
     noise = torch.randn(batch, channels, res, res)
     ddim = paired_ratio(lambda: _ddim_seconds(multi, schedule, noise, ddim_steps),
                         lambda: _ddim_seconds(unified, schedule, noise, ddim_steps), repeats)
@@ -85,8 +86,7 @@ def multistage_costs(cfg: RunConfig, channels: int, batch: int, ddim_steps: int,
                       target=("<=", 1.03))]
     # Training-step time of each stage's batch against the unified model's, beside their MACs ratio.
     x0 = torch.randn(batch, channels, res, res)
-    unified_macs = forward_macs(unified, sample, torch.zeros(1, dtype=torch.long))
-    stage_macs = {r["stage"]: r["macs"] for r in stage_costs(multi, sample) if r["part"].startswith("stage")}
+    stage_macs = {r["stage"]: r["macs"] for r in costs if r["part"].startswith("stage")}
     for k, stage in enumerate(stages):
         tk = torch.full((batch,), stage.lo, dtype=torch.long)
         timed = paired_ratio(lambda: _step_seconds(multi, schedule, x0, tk, train_steps),

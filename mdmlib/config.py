@@ -121,11 +121,9 @@ class IntervalsConfig:
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> IntervalsConfig:
-        values, methods = dict(values), {}
-        for name in method_names():
-            settings = interval_method(name).settings
-            if settings is not None:
-                methods[name] = from_dict(settings, values.pop(name, None))
+        values = dict(values)  # the methods' blocks given here; __post_init__ fills the others' defaults
+        methods = {name: from_dict(interval_method(name).settings, values.pop(name)) for name in method_names()
+                   if interval_method(name).settings is not None and name in values}
         study = from_dict(IntervalStudyConfig, values.pop("study", None))
         return from_dict(cls, {**values, "study": study, "methods": methods})
 

@@ -14,6 +14,6 @@ runs, models = snakemake.params.runs, snakemake.params.models
 series = {run: pd.read_csv(path) for run, path in zip(runs, snakemake.input.series)}
 timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
 costs = model_costs(dict(zip(sum(models.values(), []), snakemake.input.checkpoints)), models["multistage"][0],
-                    models["baseline"][0], cfg.sampling.steps)
+                    models["baseline"][0], cfg.diffusion.timesteps, cfg.sampling.steps)
 write_multistage_study(series, models, timings, costs, cfg.training.batch_size, snakemake.output,
                        snakemake.params.experiment, metric_setting(series))

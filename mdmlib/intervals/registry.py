@@ -10,9 +10,10 @@ and its schema block in ``schemas/config.schema.yaml``; a plug-in (config key
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from mdmlib.core.targets import resolve
 
 INPUTS = ("train", "model")  # the training split; a baseline snapshot (at settings.checkpoint_fraction)
 
@@ -38,8 +39,7 @@ class IntervalMethod:
             raise ValueError(f"interval method {self.name!r} reads a model: its settings need checkpoint_fraction")
 
     def run(self, context) -> Any:
-        module, _, attr = self.function.partition(":")
-        return getattr(importlib.import_module(module), attr)(context)
+        return resolve(self.function)(context)
 
 
 # ---------------------------------------------------------------- the built-in methods' settings

@@ -68,11 +68,8 @@ class MultiDecoderUNet(nn.Module):
         """The stage that owns each timestep index."""
         return torch.bucketize(t, self.stage_uppers.to(t.device), right=True)
 
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.time_embed, self.input_conv, self.down, self.middle]
-
     def encoder_parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.encoder_modules() for p in m.parameters()]
+        return [p for m in (self.time_embed, self.input_conv, self.down, self.middle) for p in m.parameters()]
 
     def decode_stage(self, stage: int, h: torch.Tensor, hs: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         decoder = self.decoders[stage]
@@ -108,9 +105,10 @@ def stage_costs(model: MultiDecoderUNet, sample: torch.Tensor) -> list[dict]:
     return rows
 
 
-def nfe_weighted_macs(model: MultiDecoderUNet, sample: torch.Tensor, sampling_timesteps: Sequence[int]) -> float:
-    """The paper's "Total GFLOPs" in MACs: each stage's forward MACs weighted by the number of
-    the sampler's network evaluations (``sampling_timesteps``, e.g. a DDIM trajectory) in it."""
-    per_stage = {row["stage"]: row["macs"] for row in stage_costs(model, sample) if row["part"].startswith("stage")}
+def nfe_weighted_macs(model: MultiDecoderUNet, costs: Sequence[dict], sampling_timesteps: Sequence[int]) -> float:
+    """The paper's "Total GFLOPs" in MACs: each stage's forward MACs (``costs``: ``stage_costs``'s
+    rows) weighted by the number of the sampler's network evaluations (``sampling_timesteps``,
+    e.g. a DDIM trajectory) in it."""
+    per_stage = {row["stage"]: row["macs"] for row in costs if row["part"].startswith("stage")}
     stages = model.stage_of(torch.tensor(list(sampling_timesteps), dtype=torch.long)).tolist()
     return sum(per_stage[k + 1] for k in stages) / len(stages)

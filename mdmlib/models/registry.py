@@ -10,9 +10,10 @@ adds an architecture with ``register_architecture``.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from mdmlib.core.targets import resolve
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,7 @@ def model_spec(model_cfg: Any, in_channels: int, resolution: int) -> dict:
 def build_model(spec: dict):
     """A freshly initialised model of a spec; ValueError naming what does not fit."""
     arch = architecture(spec["architecture"])
-    module, _, attr = arch.target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = resolve(arch.target)
     try:
         model = cls(**spec["arguments"])
     except TypeError as err:

@@ -126,7 +126,8 @@ def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mappi
     print(table5.to_string(), table6.to_string(), stages.to_string(), verdict, sep="\n\n")
 
 
-def model_costs(checkpoints: Mapping[str, str | Path], multistage: str, unified: str, sampling_steps: int) -> dict:
+def model_costs(checkpoints: Mapping[str, str | Path], multistage: str, unified: str, timesteps: int,
+                sampling_steps: int) -> dict:
     """Forward MACs per sample of every model (a multi-stage model's: the mean over its stages),
     the multi-decoder model's stage costs and NFE-weighted MACs, and the unified model's size."""
     models = {name: model_from_checkpoint(load_checkpoint(path)) for name, path in checkpoints.items()}
@@ -139,7 +140,6 @@ def model_costs(checkpoints: Mapping[str, str | Path], multistage: str, unified:
             per_sample[name] = float(np.mean([r["macs"] for r in stages if r["part"].startswith("stage")]))
         else:
             per_sample[name] = float(forward_macs(model, sample, torch.zeros(1, dtype=torch.long)))
-    T = load_checkpoint(checkpoints[multistage])["config"]["diffusion"]["timesteps"]
     return {"macs_per_sample": per_sample, "stages": stages,
-            "nfe_weighted": nfe_weighted_macs(ms, sample, ddim_timesteps(T, sampling_steps)),
+            "nfe_weighted": nfe_weighted_macs(ms, stages, ddim_timesteps(timesteps, sampling_steps)),
             "unified": {"parameters": count_parameters(models[unified]), "macs": per_sample[unified]}}

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SMOKE_OUT, copy_workflow
+from snakemake.utils import update_config
 
 from mdmlib.config import load_config
 from mdmlib.core.intervals import Interval
@@ -43,9 +44,7 @@ def registries(monkeypatch):
 def smoke_config(**overrides):
     values = yaml.safe_load((REPO / "config.yaml").read_text())
     for source in (yaml.safe_load((REPO / "configs/smoke.yaml").read_text()), overrides):
-        for key, value in source.items():
-            values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
-                else value
+        update_config(values, source)  # deep merge, as --configfile does
     return load_config(values)
 
 

@@ -98,7 +98,6 @@ class BaselinesConfig:
     recipes: tuple[str, ...] = ("adm", "p2w", "soft_truncation")  # Table 3 rows; Table 1 adds 'importance'
     iterations: int | None = None  # each baseline's budget (its MDM splits the same); None: training.baseline_iterations
     soft_truncation_boundaries: tuple[float, ...] = (0.2, 0.6)  # the paper's split for Soft-truncation+MDM
-    sampling_seeds: int = 3  # sample sets at the best point; the tables' std is over these
 
 
 @dataclass(frozen=True)
@@ -141,6 +140,9 @@ class SamplingConfig:
     seed: int = 0  # sample i uses seed + i
     threads: int = 1
     grid_size: int = 8  # the sample grid is grid_size x grid_size
+    # disjoint sample sets (seed set s draws seeds seed + s * num_samples + i) where a table gives
+    # a spread: the baseline study's best points, the multi-stage ablations' end points
+    seed_sets: int = 3
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,21 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class EncoderDecoderSplit:  # one row of the Table 7 form, in multiples of model.base_channels
+    encoder: float  # the shared encoder's base width
+    # each stage's decoder base width, clean to noisy; resampled linearly onto the stage count
+    # when it has another length, so a split stays valid for any experts.n
+    decoders: tuple[float, ...]
+
+    @classmethod
+    def from_values(cls, values: dict) -> "EncoderDecoderSplit":
+        if not isinstance(values, dict) or set(values) != {"encoder", "decoders"}:
+            raise ValueError(f"config key 'multistage.splits': each split is {{encoder: <multiple>, decoders: "
+                             f"[<multiple per stage>]}}, got {values!r}")
+        return cls(float(values["encoder"]), tuple(float(w) for w in values["decoders"]))
+
+
+@dataclass(frozen=True)
 class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder per stage
     intervals: str = "optimal_denoiser"  # the interval method that gives the stages (the paper's)
     # each stage's decoder base width, clean to noisy (model.base_channels is the encoder's); the
@@ -181,6 +198,28 @@ class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder 
     # its training steps, each a batch split over the stages; None: training.baseline_iterations,
     # so unified, separate and multi-stage models see the same samples
     iterations: int | None = None
+    # Table 9 form: the numbers of stages compared, each on the interval method's split for that
+    # many stages with the default decoder ramp; 1 stage is the unified model (the baseline)
+    stage_counts: tuple[int, ...] = (1, 2, 3, 4, 5)
+    # the interval method that splits each of Table 9's counts; None: ``intervals`` (the paper's
+    # Table 9 splits come from its Algorithm 2, the optimal denoiser, for every count)
+    stage_count_intervals: str | None = None
+
+    @property
+    def stage_count_method(self) -> str:
+        return self.stage_count_intervals or self.intervals
+    # Table 7 form: encoder/decoder splits of the same stages at about the same total parameters,
+    # the shared (encoder) share small to large, widths in multiples of model.base_channels rounded
+    # up to multiples of model.channels_per_head; the paper's CIFAR-10 ablation has four
+    splits: tuple[EncoderDecoderSplit, ...] = ()
+    # steps of every Table 7 / Table 9 model; None: the multi-stage budget. Where it is one of the
+    # main models' snapshot steps, the baseline and the main multi-stage model serve by snapshot
+    ablation_iterations: int | None = None
+
+    def __post_init__(self):
+        splits = tuple(s if isinstance(s, EncoderDecoderSplit) else EncoderDecoderSplit.from_values(s)
+                       for s in self.splits)
+        object.__setattr__(self, "splits", splits)
 
 
 @dataclass(frozen=True)
@@ -338,12 +377,43 @@ def _check_consistency(cfg: RunConfig) -> None:
     if widths is not None and len(widths) != cfg.experts.n:
         raise ValueError(f"config key 'multistage.decoder_channels': one width per stage: {cfg.experts.n} "
                          f"(experts.n), got {len(widths)}")
-    for width in widths or ():
-        if any(width * m % cfg.model.channels_per_head for m in cfg.model.channel_mult):
-            raise ValueError(f"config key 'multistage.decoder_channels': model.channels_per_head must divide "
-                             f"every level's width of the {width}-wide decoder")
+    _check_widths("multistage.decoder_channels", widths or (), cfg)
+    _check_multistage_ablations(cfg)
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
         raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
+
+
+def _check_widths(key: str, widths, cfg: RunConfig) -> None:
+    for width in widths:
+        if any(width * m % cfg.model.channels_per_head for m in cfg.model.channel_mult):
+            raise ValueError(f"config key '{key}': model.channels_per_head ({cfg.model.channels_per_head}) must "
+                             f"divide every level's width of a {width}-wide encoder or decoder")
+
+
+def _check_multistage_ablations(cfg: RunConfig) -> None:
+    """Tables 7 and 9 of the multi-stage paper: stage counts the interval method can give, splits
+    with one decoder per stage."""
+    counts = cfg.multistage.stage_counts
+    if list(counts) != sorted(set(counts)):
+        raise ValueError(f"config key 'multistage.stage_counts': need ascending distinct counts, got {list(counts)}")
+    if counts and counts[-1] > cfg.diffusion.timesteps:
+        raise ValueError(f"config key 'multistage.stage_counts': {counts[-1]} stages for {cfg.diffusion.timesteps} "
+                         "timesteps")
+    if cfg.multistage.stage_count_method not in method_names():
+        raise ValueError(f"config key 'multistage.stage_count_intervals': unknown method "
+                         f"{cfg.multistage.stage_count_method!r}")
+    method = interval_method(cfg.multistage.stage_count_method)
+    if method.name == "paper" and any(n not in (1, cfg.experts.n) for n in counts):
+        raise ValueError(f"config key 'multistage.stage_counts': the 'paper' method gives only experts.n "
+                         f"({cfg.experts.n}) stages, from experts.boundaries; set "
+                         f"multistage.stage_count_intervals to a method that splits any count")
+    for n in counts:
+        problem = method.check(cfg.intervals.settings(method.name), n) if method.check and n > 1 else None
+        if problem:
+            raise ValueError(f"config key 'multistage.stage_counts': {n} stages: {problem}")
+    for k, split in enumerate(cfg.multistage.splits):
+        if split.encoder <= 0 or min(split.decoders, default=0) <= 0:
+            raise ValueError(f"config key 'multistage.splits[{k}]': widths must be positive multiples")
 
 
 def _check_unet(cfg: RunConfig) -> None:

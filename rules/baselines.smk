@@ -3,33 +3,6 @@
 # `rule all` (it trains five more full budgets): `snakemake --cores all baselines`.
 
 
-rule seed_spread:
-    input:
-        unpack(feature_net_input),
-        series=paths.series(OUT, "{run}"),
-        checkpoints=lambda wc: [paths.snapshot(OUT, m, p) for p in POINTS for m in run_models(wc.run)],
-        reference=rules.reference_statistics.output[0],
-    output:
-        paths.seed_spread(OUT, "{run}"),
-    params:
-        sampling=trigger(CFG.sampling),
-        sets=CFG.baselines.sampling_seeds,
-        models=lambda wc: run_models(wc.run),
-        routing=lambda wc: run_routing(wc.run, CFG),
-        scratch=lambda wc: paths.seed_sets(OUT, wc.run),
-    threads: CFG.sampling.threads
-    resources:
-        gpu=1,
-    log:
-        paths.log(OUT, "seed_spread", "{run}"),
-    benchmark:
-        paths.benchmark(OUT, "seed_spread", "{run}")
-    conda:
-        ENV
-    script:
-        "../workflow_scripts/seed_spread.py"
-
-
 rule baseline_tables:
     input:
         spreads=[paths.seed_spread(OUT, run) for run in BASELINE_RUNS],
@@ -41,7 +14,7 @@ rule baseline_tables:
     params:
         runs=BASELINE_RUNS,
         experiment=paths.experiment_label(CFG),
-        sets=CFG.baselines.sampling_seeds,
+        sets=CFG.sampling.seed_sets,
     log:
         paths.log(OUT, "baseline_tables"),
     conda:

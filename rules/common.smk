@@ -4,7 +4,16 @@ from mdmlib.config import load_config, to_plain
 from mdmlib.intervals.choice import read_choice
 from mdmlib.intervals.registry import interval_method, method_names
 from mdmlib.studies.reallocation import plan_models, read_plan
-from mdmlib.studies.runs import REALLOCATED_RUN, RunPlan, eight_expert_models, run_routing
+from mdmlib.studies.runs import (
+    REALLOCATED_RUN,
+    RunPlan,
+    ablation_budget,
+    eight_expert_models,
+    main_split,
+    run_routing,
+    split_runs,
+    stage_count_runs,
+)
 from mdmlib.training.job import MODEL_PATTERN, baseline_model
 
 # Fails here, before any job runs, with the offending key in the message.
@@ -14,8 +23,8 @@ T = CFG.diffusion.timesteps
 N = CFG.experts.n
 
 
-def chosen_intervals(method):
-    return read_choice(checkpoints.select_intervals.get(method=method, n=N).output.choice).intervals
+def chosen_intervals(method, n=N):
+    return read_choice(checkpoints.select_intervals.get(method=method, n=n).output.choice).intervals
 
 
 def reallocated_models():
@@ -29,6 +38,7 @@ BASELINE = PLAN.baseline
 BASELINE_RUNS = PLAN.baseline_runs  # MDM paper Tables 1, 3, 4: the `baselines` target
 EIGHT_RUNS = PLAN.eight_runs  # MDM Sec. 4.1: the `convergence` target
 RUNS = PLAN.runs
+ABLATION_RUNS = PLAN.ablation_runs  # multi-stage Tables 7 and 9: part of the `multistage` target
 MAIN_RUNS = list(PLAN.MAIN_RUNS)
 POINTS = PLAN.points
 STUDY_METHODS = list(CFG.intervals.study.methods)
@@ -45,11 +55,15 @@ def trigger(section):
     return to_plain(section)
 
 
+# What one sample set's images depend on: not on how many sets a table asks for.
+SAMPLING = {k: v for k, v in trigger(CFG.sampling).items() if k != "seed_sets"}
+
+
 wildcard_constraints:
     model=MODEL_PATTERN,
     run="|".join(RUNS),
     method="|".join(method_names()),
-    n=str(N),
+    n="|".join(map(str, PLAN.interval_counts)),
     point=r"\d+",
 
 
@@ -87,7 +101,7 @@ def selection_inputs(wildcards):
 def selection_settings(wildcards):
     """Everything the method reads, so that changing it reruns the checkpoint."""
     own = CFG.intervals.settings(wildcards.method)
-    return {"diffusion": trigger(CFG.diffusion), "n": N, "seed": CFG.intervals.seed, "method": trigger(own),
+    return {"diffusion": trigger(CFG.diffusion), "n": int(wildcards.n), "seed": CFG.intervals.seed, "method": trigger(own),
             "boundaries": CFG.experts.boundaries if wildcards.method == "paper" else None}
 
 
@@ -113,9 +127,19 @@ MULTISTAGE_OUTPUTS = (("table5", "table", "multistage_table5_training_cost"),
                       ("figure", "figure", "multistage_fig1d_fid_vs_iterations"))
 
 
+# Its ablations: the number of stages (Table 9 form) and encoder/decoder splits (Table 7 form).
+ABLATION_OUTPUTS = (("table9", "table", "multistage_table9_stages"),
+                    ("table7", "table", "multistage_table7_splits"))
+
+
+def output_files(outputs):
+    """(output key, kind, stem) -> {key_ext: path}: tables as CSV + Markdown, figures as PNG + PDF."""
+    return {f"{name}_{ext}": (paths.figure if kind == "figure" else paths.table)(OUT, stem, ext)
+            for name, kind, stem in outputs for ext in (("png", "pdf") if kind == "figure" else ("csv", "md"))}
+
+
 def multistage_outputs():
-    return [(paths.figure if kind == "figure" else paths.table)(OUT, stem, ext) for _, kind, stem in MULTISTAGE_OUTPUTS
-            for ext in (("png", "pdf") if kind == "figure" else ("csv", "md"))]
+    return [*output_files(MULTISTAGE_OUTPUTS).values(), *output_files(ABLATION_OUTPUTS).values()]
 
 
 def convergence_outputs():

@@ -8,7 +8,7 @@ rule sample_point:
     output:
         paths.samples(OUT, "{run}", "{point}"),
     params:
-        sampling=trigger(CFG.sampling),
+        sampling=SAMPLING,
         routing=lambda wc: run_routing(wc.run, CFG),
     threads: CFG.sampling.threads
     resources:
@@ -44,6 +44,35 @@ rule evaluate_series:
         ENV
     script:
         "../workflow_scripts/evaluate_series.py"
+
+
+# A run's best point on sampling.seed_sets disjoint sample sets (the tables' mean and sd).
+rule seed_spread:
+    input:
+        unpack(feature_net_input),
+        series=paths.series(OUT, "{run}"),
+        checkpoints=lambda wc: [c for p in run_points(wc.run) for c in PLAN.checkpoints(wc.run, p)],
+        reference=rules.reference_statistics.output[0],
+    output:
+        paths.seed_spread(OUT, "{run}"),
+    params:
+        sampling=SAMPLING,
+        sets=CFG.sampling.seed_sets,
+        models=lambda wc: run_models(wc.run),
+        points=lambda wc: run_points(wc.run),
+        routing=lambda wc: run_routing(wc.run, CFG),
+        scratch=lambda wc: paths.seed_sets(OUT, wc.run),
+    threads: CFG.sampling.threads
+    resources:
+        gpu=1,
+    log:
+        paths.log(OUT, "seed_spread", "{run}"),
+    benchmark:
+        paths.benchmark(OUT, "seed_spread", "{run}")
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/seed_spread.py"
 
 
 rule paper_tables:

@@ -11,11 +11,8 @@ rule multistage_tables:
         checkpoints=lambda wc: [checkpoint_file(m, POINTS[-1]) for run in MULTISTAGE_TABLE_RUNS
                                 for m in run_models(run)],
     output:
-        **{f"{name}_{ext}": (report(path, caption="../report/multistage.rst", category="Multi-stage")
-                             if ext in ("png", "csv") else path)
-           for name, kind, stem in MULTISTAGE_OUTPUTS
-           for ext in (("png", "pdf") if kind == "figure" else ("csv", "md"))
-           for path in [(paths.figure if kind == "figure" else paths.table)(OUT, stem, ext)]},
+        **{key: report(path, caption="../report/multistage.rst", category="Multi-stage")
+           if key.endswith(("_png", "_csv")) else path for key, path in output_files(MULTISTAGE_OUTPUTS).items()},
     params:
         runs=list(MULTISTAGE_TABLE_RUNS),
         models=lambda wc: {run: run_models(run) for run in MULTISTAGE_TABLE_RUNS},
@@ -27,6 +24,29 @@ rule multistage_tables:
         ENV
     script:
         "../workflow_scripts/multistage_tables.py"
+
+
+# Tables 7 and 9 forms: each model at the ablation budget, its end point on sampling.seed_sets sets.
+rule multistage_ablations:
+    input:
+        spreads=[paths.seed_spread(OUT, run) for run in ABLATION_RUNS],
+        checkpoints=lambda wc: [PLAN.checkpoints(run, POINTS[-1])[0] for run in ABLATION_RUNS],
+    output:
+        **{key: report(path, caption="../report/multistage_ablations.rst", category="Multi-stage")
+           if key.endswith("_csv") else path for key, path in output_files(ABLATION_OUTPUTS).items()},
+    params:
+        runs=ABLATION_RUNS,
+        stage_runs=stage_count_runs(CFG),
+        split_runs=split_runs(CFG),
+        main_split=main_split(CFG),
+        budget=ablation_budget(CFG),
+        experiment=paths.experiment_label(CFG),
+    log:
+        paths.log(OUT, "multistage_ablations"),
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/multistage_ablations.py"
 
 
 rule multistage:

@@ -11,7 +11,8 @@ from mdmlib.studies.baselines import checkpoints_by_point, seed_spread
 
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=True)
-by_point = checkpoints_by_point(list(snakemake.input.checkpoints), len(snakemake.params.models))
+by_point = checkpoints_by_point(list(snakemake.input.checkpoints), len(snakemake.params.models),
+                                snakemake.params.points)
 spread = seed_spread(snakemake.wildcards.run, pd.read_csv(snakemake.input.series), by_point, cfg.sampling,
                      cfg.metrics, snakemake.input.get("net"), snakemake.input.reference, snakemake.params.sets,
                      snakemake.params.scratch, device, routing=snakemake.params.routing, log=print)

@@ -11,6 +11,7 @@ from mdmlib.runtime.devices import job_device
 cfg = load_config(snakemake.config)
 device = job_device(snakemake.threads, gpu=bool(snakemake.resources.gpu))
 choice = select_intervals(snakemake.wildcards.method, cfg, device, train_path=snakemake.input.get("train"),
-                          model_path=snakemake.input.get("model"), figure_dir=snakemake.output.figures)
+                          model_path=snakemake.input.get("model"), figure_dir=snakemake.output.figures,
+                          n=int(snakemake.wildcards.n))
 print(f"{choice.method}: intervals {[i.label() for i in choice.intervals]}")
 write_choice(choice, snakemake.output.choice)

@@ -27,10 +27,11 @@ class SelectionContext:
     train_path: Path | None = None  # given when the entry's inputs hold "train"
     model_path: Path | None = None  # given when they hold "model"
     figure_dir: Path | None = None  # where the method's figures go
+    intervals: int | None = None  # how many to choose; None: experts.n (other counts: multi-stage Table 9)
 
     @property
     def n(self) -> int:
-        return self.cfg.experts.n
+        return self.intervals or self.cfg.experts.n
 
     @property
     def timesteps(self) -> int:
@@ -60,14 +61,15 @@ class SelectionContext:
 
 
 def select_intervals(method: str, cfg: RunConfig, device: torch.device, train_path: str | Path | None = None,
-                     model_path: str | Path | None = None, figure_dir: str | Path | None = None) -> IntervalChoice:
-    """The ``cfg.experts.n`` intervals that ``method`` chooses; figures go to ``figure_dir``."""
+                     model_path: str | Path | None = None, figure_dir: str | Path | None = None,
+                     n: int | None = None) -> IntervalChoice:
+    """The ``n`` (default ``cfg.experts.n``) intervals that ``method`` chooses; figures go to ``figure_dir``."""
     if figure_dir is not None:
         Path(figure_dir).mkdir(parents=True, exist_ok=True)
     context = SelectionContext(method, cfg, device, *(None if p is None else Path(p)
-                                                      for p in (train_path, model_path, figure_dir)))
+                                                      for p in (train_path, model_path, figure_dir)), n)
     choice = interval_method(method).run(context)
-    if not isinstance(choice, IntervalChoice) or choice.timesteps != cfg.diffusion.timesteps or choice.n != cfg.experts.n:
-        raise ValueError(f"interval method {method!r} returned {choice!r}, not {cfg.experts.n} intervals of "
+    if not isinstance(choice, IntervalChoice) or choice.timesteps != cfg.diffusion.timesteps or choice.n != context.n:
+        raise ValueError(f"interval method {method!r} returned {choice!r}, not {context.n} intervals of "
                          f"T={cfg.diffusion.timesteps}")
     return choice

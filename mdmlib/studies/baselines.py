@@ -25,10 +25,11 @@ METRICS = ("fid", "sfid", "precision", "recall")
 COLUMNS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
 
 
-def checkpoints_by_point(paths: Sequence[str], models_per_point: int) -> dict[int, list[str]]:
-    """Point number (from 1) -> its checkpoints, from a flat point-major list."""
-    return {p + 1: list(paths[p * models_per_point:(p + 1) * models_per_point])
-            for p in range(len(paths) // models_per_point)}
+def checkpoints_by_point(paths: Sequence[str], models_per_point: int, points: Sequence[int]) -> dict[int, list[str]]:
+    """Point number -> its checkpoints, from a flat point-major list over ``points``."""
+    if len(paths) != models_per_point * len(points):
+        raise ValueError(f"{len(paths)} checkpoints for {len(points)} points of {models_per_point} models")
+    return {p: list(paths[i * models_per_point:(i + 1) * models_per_point]) for i, p in enumerate(points)}
 
 
 def seed_spread(run: str, series: pd.DataFrame, checkpoints_by_point: dict[int, list[str]], sampling: SamplingConfig,

@@ -14,10 +14,12 @@ from mdmlib.core.intervals import Interval
 from mdmlib.intervals.fixed import paper_intervals
 from mdmlib.training.job import (
     baseline_model,
+    decoder_widths,
     expert_models,
     model_name,
+    multistage_model,
     snapshot_source,
-    staged_model_name,
+    split_widths,
 )
 
 # ------------------------------------------------------------ MDM paper Tables 1, 3, 4 (`baselines`)
@@ -81,6 +83,36 @@ def run_recipe(run: str, cfg: RunConfig) -> tuple[str, int]:
 
 
 MULTISTAGE_RUNS = ("separate", "multistage")  # the multi-stage comparison's runs beside the baseline
+
+
+def ablation_budget(cfg: RunConfig) -> int:
+    """Steps of every multi-stage Table 7 / Table 9 model."""
+    ms = cfg.multistage
+    return ms.ablation_iterations or ms.iterations or cfg.training.baseline_iterations
+
+
+def stage_count_runs(cfg: RunConfig) -> dict[int, str]:
+    """Table 9 form: stage count -> its run ('stages1' is the unified model)."""
+    return {n: f"stages{n}" for n in cfg.multistage.stage_counts}
+
+
+def split_runs(cfg: RunConfig) -> list[str]:
+    """Table 7 form: one run per encoder/decoder split. The split that is the main multi-stage
+    architecture is Table 9's run of experts.n stages when there is one (same model, sampled once)."""
+    table9, main = stage_count_runs(cfg), main_split(cfg)
+    return [table9[cfg.experts.n] if k == main and cfg.experts.n in table9 else f"split{k + 1}"
+            for k in range(len(cfg.multistage.splits))]
+
+
+def main_split(cfg: RunConfig) -> int | None:
+    """The index of the split that is the main multi-stage architecture, if one is."""
+    main = (cfg.model.base_channels, decoder_widths(cfg, cfg.experts.n))
+    matches = [k for k, s in enumerate(cfg.multistage.splits) if split_widths(cfg, s, cfg.experts.n) == main]
+    return matches[0] if matches else None
+
+
+def ablation_runs(cfg: RunConfig) -> list[str]:
+    return list(dict.fromkeys([*stage_count_runs(cfg).values(), *split_runs(cfg)]))
 REALLOCATED_RUN = "reallocated8"  # the eight experts on reallocated budgets (mdmlib.studies.reallocation)
 
 
@@ -113,14 +145,14 @@ class RunPlan:
     """Which models each run routes between, which snapshot serves each of its points, and
     which sample file each point reads: the logic behind the rules' input functions.
 
-    ``chosen_intervals(method)`` and ``reallocated_models()`` read the checkpoint rules'
+    ``chosen_intervals(method, n=experts.n)`` and ``reallocated_models()`` read the checkpoint rules'
     outputs; in the Snakefile they raise Snakemake's incomplete-checkpoint signal until those
     exist, so the DAG grows once the files are there.
     """
 
     MAIN_RUNS = ("baseline", "mdm")
 
-    def __init__(self, cfg: RunConfig, out: str, chosen_intervals: Callable[[str], list[Interval]],
+    def __init__(self, cfg: RunConfig, out: str, chosen_intervals: Callable[..., list[Interval]],
                  reallocated_models: Callable[[], list[str]]):
         self.cfg, self.out = cfg, out
         self.chosen_intervals, self.reallocated_models = chosen_intervals, reallocated_models
@@ -128,7 +160,11 @@ class RunPlan:
         self.baseline = baseline_model(cfg)
         self.baseline_runs = baseline_runs(cfg)  # MDM paper Tables 1, 3, 4: the `baselines` target
         self.eight_runs = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
-        self.runs = run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
+        self.ablation_runs = ablation_runs(cfg)  # multi-stage Tables 7 and 9: the `multistage` target
+        self.runs = (run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
+                     + self.ablation_runs)
+        # the interval counts selected: experts.n, and Table 9's other stage counts
+        self.interval_counts = sorted({cfg.experts.n, *(n for n in cfg.multistage.stage_counts if n > 1)})
 
     def models(self, run: str) -> list[str]:
         """The models a run routes between; MDM runs need their interval choice first."""
@@ -144,17 +180,33 @@ class RunPlan:
             stages = self.chosen_intervals(self.cfg.multistage.intervals)
             total = self.cfg.training.baseline_iterations
             if run == "multistage":
-                return [staged_model_name(stages, self.cfg.multistage.iterations or total)]
+                return [multistage_model(self.cfg, stages, self.cfg.multistage.iterations or total)]
             return expert_models(stages, total, self.cfg.diffusion.timesteps, self.cfg.training.recipe)
+        if run in self.ablation_runs:
+            return [self.ablation_model(run)]
         method, total_iterations = run_recipe(run, self.cfg)
         return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
                              self.cfg.training.recipe)
 
+    def ablation_model(self, run: str) -> str:
+        """The model of a Table 9 run (stages<n>) or a Table 7 run (split<k>)."""
+        cfg, budget = self.cfg, ablation_budget(self.cfg)
+        if run.startswith("stages"):
+            n = int(run.removeprefix("stages"))
+            if n == 1:  # one stage: the unified model
+                return model_name(Interval(0, cfg.diffusion.timesteps), budget, cfg.training.recipe)
+            return multistage_model(cfg, self.chosen_intervals(cfg.multistage.stage_count_method, n), budget)
+        split = cfg.multistage.splits[int(run.removeprefix("split")) - 1]
+        return multistage_model(cfg, self.chosen_intervals(cfg.multistage.intervals, cfg.experts.n), budget,
+                                split_widths(cfg, split, cfg.experts.n))
+
     def shared_sources(self, run: str) -> list[str]:
-        """The runs an end-point-only run (a study run, the reallocated run) may take models and
-        samples from; [] for runs evaluated over their whole series."""
+        """The runs an end-point-only run (a study run, the reallocated run, a multi-stage
+        ablation) may take models and samples from; [] for runs evaluated over their whole series."""
         if run.startswith("study_"):
             return list(self.MAIN_RUNS)
+        if run in self.ablation_runs:
+            return ["baseline", "multistage"]
         return self.eight_runs[:1] if run == REALLOCATED_RUN else []
 
     def run_points(self, run: str) -> list[int]:

@@ -17,7 +17,8 @@ RECIPES = ("adm", "p2w", "soft_truncation", "importance")  # timestep sampler + 
 DEFAULT_RECIPE = "adm"
 
 MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)(?:_(p2w|soft_truncation|importance))?")
-STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_i(\d+)")  # multi-decoder models: stages and budget
+# multi-decoder models: stages, encoder width, decoder widths, budget
+STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_e(\d+)_d(\d+(?:-\d+)*)_i(\d+)")
 MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}"  # the Snakefile's wildcard constraint
 
 
@@ -41,38 +42,83 @@ def parse_model_name(name: str) -> tuple[Interval, int, str]:
     return Interval(lo, hi), iterations, match.group(4) or DEFAULT_RECIPE
 
 
-def staged_model_name(stages: list[Interval], iterations: int) -> str:
-    """A multi-decoder model is named by its stages and budget: 'ms_t0-442-631-1000_i2400'."""
+def staged_model_name(stages: list[Interval], iterations: int, encoder_channels: int,
+                      decoder_channels: list[int]) -> str:
+    """A multi-decoder model is named by its stages, its encoder's and decoders' base widths and
+    its budget: 'ms_t0-442-631-1000_e32_d48-32-16_i2400'. The name alone rebuilds the network, so
+    two encoder/decoder splits of the same stages are two models."""
+    if len(decoder_channels) != len(stages):
+        raise ValueError(f"{len(decoder_channels)} decoder widths for {len(stages)} stages")
     edges = [stages[0].lo] + [s.hi for s in stages]
-    return f"ms_t{'-'.join(map(str, edges))}_i{iterations}"
+    widths = "-".join(map(str, decoder_channels))
+    return f"ms_t{'-'.join(map(str, edges))}_e{encoder_channels}_d{widths}_i{iterations}"
+
+
+def multistage_model(cfg: RunConfig, stages: list[Interval], iterations: int,
+                     split: tuple[int, list[int]] | None = None) -> str:
+    """The multi-decoder model on ``stages``: the config's encoder width and ``decoder_widths``,
+    or ``split`` = (encoder width, decoder widths) (a Table 7 split)."""
+    encoder, decoders = split or (cfg.model.base_channels, decoder_widths(cfg, len(stages)))
+    return staged_model_name(stages, iterations, encoder, list(decoders))
+
+
+def without_budget(name: str) -> str:
+    """What a model trains, less how long: two names that agree here differ only in budget."""
+    return re.sub(r"_i\d+", "", name, count=1)
+
+
+def head_multiple(ratio: float, cfg: RunConfig) -> int:
+    """``ratio`` x model.base_channels, rounded up to a multiple of the head width (at least one head)."""
+    head = cfg.model.channels_per_head
+    return max(head, -(-round(ratio * cfg.model.base_channels) // head) * head)
+
+
+def resampled(values: tuple[float, ...], n: int) -> list[float]:
+    """``values`` (clean to noisy) read at ``n`` evenly spaced positions, linearly interpolated."""
+    if len(values) == n:
+        return list(values)
+    if len(values) == 1 or n == 1:
+        return [values[0]] * n if len(values) == 1 else [values[0]]
+    out = []
+    for k in range(n):
+        x = k * (len(values) - 1) / (n - 1)
+        i = min(int(x), len(values) - 2)
+        out.append(values[i] + (x - i) * (values[i + 1] - values[i]))
+    return out
+
+
+def split_widths(cfg: RunConfig, split, stages: int) -> tuple[int, list[int]]:
+    """A Table 7 split's (encoder width, decoder widths) on ``stages`` stages."""
+    return head_multiple(split.encoder, cfg), [head_multiple(r, cfg) for r in resampled(split.decoders, stages)]
 
 
 def decoder_widths(cfg: RunConfig, stages: int) -> list[int]:
-    """``multistage.decoder_channels``, or by default a ramp from 1.5x the encoder's width (the
-    cleanest stage) to 0.5x (the noisiest), each rounded up to a multiple of the head width."""
-    if cfg.multistage.decoder_channels is not None:
+    """``multistage.decoder_channels`` (given for experts.n stages), or else a ramp from 1.5x the
+    encoder's width (the cleanest stage) to 0.5x (the noisiest), each rounded up to a multiple of
+    the head width: Table 9's other stage counts always take the ramp."""
+    if cfg.multistage.decoder_channels is not None and len(cfg.multistage.decoder_channels) == stages:
         return list(cfg.multistage.decoder_channels)
-    head, base = cfg.model.channels_per_head, cfg.model.base_channels
     ratios = [1.5 - k / (stages - 1) for k in range(stages)] if stages > 1 else [1.0]
-    return [max(head, -(-round(r * base) // head) * head) for r in ratios]
+    return [head_multiple(r, cfg) for r in ratios]
 
 
-def multi_decoder_spec(cfg: RunConfig, stages: list[Interval]) -> dict:
-    """The spec of the multi-decoder U-Net on ``stages``: the config's U-Net as its encoder,
-    ``multistage.decoder_channels`` as its decoders (mdmlib.models.multi_decoder)."""
-    widths = decoder_widths(cfg, len(stages))
-    if len(widths) != len(stages):
-        raise ValueError(f"config key 'multistage.decoder_channels': {len(widths)} "
-                         f"widths for {len(stages)} stages")
+def multi_decoder_spec(cfg: RunConfig, stages: list[Interval], encoder_channels: int,
+                       decoder_channels: list[int]) -> dict:
+    """The spec of the multi-decoder U-Net on ``stages``: the config's U-Net at base width
+    ``encoder_channels`` as its encoder, one decoder per stage (mdmlib.models.multi_decoder)."""
+    if len(decoder_channels) != len(stages):
+        raise ValueError(f"{len(decoder_channels)} decoder widths for {len(stages)} stages")
     arguments = unet_arguments(cfg.model, cfg.data.channels, cfg.data.resolution)
-    arguments |= {"stage_boundaries": [s.lo for s in stages[1:]], "decoder_channels": widths}
+    arguments |= {"base_channels": encoder_channels, "stage_boundaries": [s.lo for s in stages[1:]],
+                  "decoder_channels": list(decoder_channels)}
     return {"architecture": "multi_decoder", "arguments": plain(arguments)}
 
 
 def train_job(name: str, cfg: RunConfig) -> TrainJob:
     staged = STAGED_NAME.fullmatch(name)
     if staged:
-        edges, iterations = [int(e) for e in staged.group(1).split("-")], int(staged.group(2))
+        edges, iterations = [int(e) for e in staged.group(1).split("-")], int(staged.group(4))
+        encoder, decoders = int(staged.group(2)), [int(w) for w in staged.group(3).split("-")]
         stages = [Interval(lo, hi) for lo, hi in zip(edges, edges[1:])]
         if edges[0] != 0 or edges[-1] != cfg.diffusion.timesteps or iterations < 1:
             raise ValueError(f"model {name!r} does not tile (0, {cfg.diffusion.timesteps}]")
@@ -82,7 +128,7 @@ def train_job(name: str, cfg: RunConfig) -> TrainJob:
                              f"of {cfg.training.batch_size} for {len(stages)} stages; Algorithm 3 needs multiples of "
                              f"the stage count for both")
         return TrainJob(name, Interval(0, edges[-1]), iterations, snapshot_steps(iterations, cfg.training.eval_points),
-                        stages=tuple(stages), model_spec=multi_decoder_spec(cfg, stages))
+                        stages=tuple(stages), model_spec=multi_decoder_spec(cfg, stages, encoder, decoders))
     interval, iterations, recipe = parse_model_name(name)
     if interval.hi > cfg.diffusion.timesteps or iterations < 1:
         raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
@@ -98,17 +144,21 @@ def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str
     (``test_short_run_is_the_snapshot_of_a_longer_one``). Study runs whose budgets fall on
     the main runs' evaluation points therefore train nothing.
     """
-    if not MODEL_NAME.fullmatch(model):  # a multi-decoder model: no single-interval source
-        return None
-    interval, steps, recipe = parse_model_name(model)
+    steps = model_budget(model)
     for other in candidates:
-        other_interval, other_steps, other_recipe = parse_model_name(other)
-        if (other_interval, other_recipe) != (interval, recipe) or other_steps <= steps:
+        if without_budget(other) != without_budget(model) or model_budget(other) <= steps:
             continue
+        other_steps = model_budget(other)
         snapshots = snapshot_steps(other_steps, points)
         if steps in snapshots:
             return other, snapshots.index(steps) + 1
     return None
+
+
+def model_budget(name: str) -> int:
+    """The iterations a model name gives (one-interval or multi-decoder)."""
+    staged = STAGED_NAME.fullmatch(name)
+    return int(staged.group(4)) if staged else parse_model_name(name)[1]
 
 
 def baseline_model(cfg: RunConfig, fraction: float = 1.0) -> str:

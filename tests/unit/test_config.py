@@ -82,6 +82,14 @@ BAD = [
     ("data.channels", 2),
     ("metrics.features", "vgg16"),
     ("metrics.inception_weights", 3),  # a path or null
+    ("multistage.stage_counts", [3, 2]),
+    ("multistage.stage_counts", [0, 1]),
+    ("multistage.splits", [{"encoder": 0, "decoders": [1.5, 1, 0.5]}]),
+    ("multistage.splits", [{"encoder": 1, "decoders": []}]),
+    ("multistage.splits", [{"encoder": 1}]),
+    ("multistage.ablation_iterations", 0),
+    ("sampling.seed_sets", 1),  # a spread needs two sets
+    ("baselines.sampling_seeds", 3),  # now sampling.seed_sets
 ]
 
 

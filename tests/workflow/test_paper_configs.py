@@ -183,13 +183,14 @@ def test_multistage_config_dry_runs_its_target(tmp_path):
     make_stand_ins(workdir, values)
     text = snakemake(workdir, "multistage", "--configfile", "configs/cifar10_multistage.yaml", "-n").stdout
     counts = dry_run_counts(text)
-    assert counts.get("multistage_tables") == 1 and counts.get("select_intervals") == 1, text[-3000:]
+    assert counts.get("multistage_tables") == 1 and counts.get("multistage_ablations") == 1, text[-3000:]
+    assert counts.get("select_intervals") == 5, text[-3000:]  # the paper's 3 stages; Algorithm 2 for 2..5
     assert counts.get("train_baseline") == 1 and "checkpoint jobs" in text
 
 
 def test_multistage_full_size_network_builds_and_takes_a_training_step_on_the_cpu(tmp_path, monkeypatch):
     cfg = paper_config("cifar10_multistage", tmp_path, monkeypatch)
-    job = train_job("ms_t0-442-630-1000_i500000", cfg)
+    job = train_job("ms_t0-442-630-1000_e128_d192-128-16_i500000", cfg)
     model = build_model(job.model_spec)
     counts = {"total": sum(p.numel() for p in model.parameters()),
               "encoder": sum(p.numel() for p in model.encoder_parameters()),

@@ -9,6 +9,7 @@ from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
 from mdmlib import paths
 from mdmlib.intervals.choice import read_choice
 from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
+from mdmlib.training.job import staged_model_name
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def test_the_models_are_trained_on_the_optimal_denoisers_stages_and_the_baseline
     out = workdir / SMOKE_OUT
     assert "train_baseline" not in planned_jobs(plan)  # the unified model is the smoke run's baseline
     stages = read_choice(paths.choice(out, "optimal_denoiser", 3)).intervals
-    name = "ms_t" + "-".join(str(e) for e in [0, *(s.hi for s in stages)]) + "_i40"
+    name = staged_model_name(stages, 40, 16, [24, 16, 8])  # configs/smoke.yaml's widths
     ckpt = load_checkpoint(paths.snapshot(out, name, 2))
     assert ckpt["model_spec"]["architecture"] == "multi_decoder" and ckpt["step"] == 40
     assert ckpt["model_spec"]["arguments"]["stage_boundaries"] == [s.lo for s in stages[1:]]
@@ -48,3 +49,33 @@ def test_tables_and_figure_hold_finite_numbers_at_equal_iterations(multistage_ru
     assert "paper's claim" in caption and ("holds" in caption or "does not hold" in caption)
     for ext in ("png", "pdf"):
         assert (out / "figures" / f"multistage_fig1d_fid_vs_iterations.{ext}").stat().st_size > 1000
+
+
+def test_the_ablations_train_only_the_models_no_snapshot_serves(multistage_run):
+    workdir, plan = multistage_run
+    out = workdir / SMOKE_OUT
+    stages = {n: read_choice(paths.choice(out, "optimal_denoiser", n)).intervals for n in (2, 3)}
+    # Table 7's narrow-encoder split and Table 9's two stages trained at the ablation budget (20) ...
+    for name in (staged_model_name(stages[3], 20, 8, [32, 16, 8]), staged_model_name(stages[2], 20, 16, [24, 8])):
+        assert load_checkpoint(paths.snapshot(out, name, 2))["step"] == 20
+    # ... while one stage and the main architecture are the first snapshots of the 40-step models
+    assert not (out / "models" / "t0-1000_i20").exists()
+    assert not (out / "models" / staged_model_name(stages[3], 20, 16, [24, 16, 8])).exists()
+
+
+def test_the_ablation_tables_give_each_model_its_costs_and_its_spread(multistage_run):
+    workdir, _ = multistage_run
+    out = workdir / SMOKE_OUT
+    table9 = pd.read_csv(paths.table(out, "multistage_table9_stages", "csv"))
+    totals = table9[table9["stage"] == "total"].set_index("stages")
+    assert totals.index.tolist() == [1, 2, 3] and (totals["sample sets"] == 2).all()
+    assert np.isfinite(totals[["FID", "FID sd", "sFID", "parameters (M)", "MACs (M)"]].to_numpy()).all()
+    assert table9.groupby("stages").size().tolist() == [2, 4, 5]  # stages, shared, total
+    table7 = pd.read_csv(paths.table(out, "multistage_table7_splits", "csv"))
+    shared = table7[table7["stage"] == "shared"].set_index("split")["parameters (M)"]
+    assert shared.loc[1] < shared.loc[2]  # the shared share small to large
+    main = table7[(table7["split"] == 2) & (table7["stage"] == "total")]["FID"].iloc[0]
+    assert main == totals.loc[3, "FID"]  # the main split is Table 9's 3-stage run, sampled once
+    for stem in ("multistage_table9_stages", "multistage_table7_splits"):
+        caption = (out / "tables" / f"{stem}.md").read_text()
+        assert "Paper's claim" in caption and any(v in caption for v in ("holds", "does not hold", "undecided"))

@@ -59,7 +59,7 @@ def test_a_mixed_batch_is_split_by_stage_and_reassembled_in_order():
     with torch.no_grad():
         together = model(x, t)
         one_by_one = torch.cat([model(x[i:i + 1], t[i:i + 1]) for i in range(6)])
-    assert torch.allclose(together, one_by_one, atol=1e-6)
+    assert torch.allclose(together, one_by_one, atol=1e-5)  # float32 sums differ with the batch size
     assert not torch.allclose(together[0], together[5])  # different inputs, same stage: not a constant
 
 

@@ -34,7 +34,15 @@ def default_plan(chosen=None, reallocated=None):
     cfg = load_config(REPO / "config.yaml")
     splits = chosen or {"paper": [Interval(0, 100), Interval(100, 800), Interval(800, 1000)],
                         "snr": [Interval(0, 477), Interval(477, 995), Interval(995, 1000)]}
-    return RunPlan(cfg, "out", lambda method: splits[method], reallocated or (lambda: ["t0-125_i100"]))
+    return RunPlan(cfg, "out", lambda method, n=3: splits[method] if n == 3 else splits[(method, n)],
+                   reallocated or (lambda: ["t0-125_i100"]))
+
+
+OD = {"optimal_denoiser": [Interval(0, 300), Interval(300, 700), Interval(700, 1000)],
+      ("optimal_denoiser", 2): [Interval(0, 500), Interval(500, 1000)],
+      ("optimal_denoiser", 4): [Interval(0, 200), Interval(200, 500), Interval(500, 800), Interval(800, 1000)],
+      ("optimal_denoiser", 5): [Interval(0, 200), Interval(200, 400), Interval(400, 600), Interval(600, 800),
+                                Interval(800, 1000)]}
 
 
 def test_models_of_each_kind_of_run():
@@ -86,3 +94,22 @@ def test_samples_are_shared_where_checkpoints_and_routing_match():
     assert plan.checkpoints("expert8_2", 1)[:3] == ["out/models/t0-125_i300/point_6.pt",
                                                     "out/models/t125-250_i300/point_1.pt",
                                                     "out/models/t250-375_i300/point_6.pt"]
+
+
+def test_the_multi_stage_ablations_train_only_what_the_main_models_snapshots_do_not_give():
+    plan = default_plan(chosen=OD)
+    assert plan.ablation_runs == ["stages1", "stages2", "stages3", "stages4", "stages5", "split1", "split3"]
+    assert plan.interval_counts == [2, 3, 4, 5]
+    main = "ms_t0-300-700-1000_e32_d48-32-16_i2400"
+    assert plan.models("multistage") == [main]
+    # At 1200 iterations (3/6 of 2400) one stage is the baseline's and three the main model's snapshot.
+    assert plan.checkpoints("stages1", 6) == ["out/models/t0-1000_i2400/point_3.pt"]
+    assert plan.checkpoints("stages3", 6) == [f"out/models/{main}/point_3.pt"]
+    assert plan.samples("stages1", 6) == "out/samples/baseline/point_3.npz"
+    assert plan.samples("stages3", 6) == "out/samples/multistage/point_3.npz"
+    # the other counts and splits train their own models: the default ramp, the splits' widths
+    assert plan.models("stages2") == ["ms_t0-500-1000_e32_d48-16_i1200"]
+    assert plan.models("stages4") == ["ms_t0-200-500-800-1000_e32_d48-48-32-16_i1200"]
+    assert plan.models("split1") == ["ms_t0-300-700-1000_e16_d64-32-16_i1200"]
+    assert plan.checkpoints("split3", 6) == ["out/models/ms_t0-300-700-1000_e48_d32-16-16_i1200/point_6.pt"]
+    assert plan.run_points("split3") == [6] and plan.samples("split3", 6) == "out/samples/split3/point_6.npz"

@@ -7,12 +7,20 @@ import pytest
 import torch
 from test_training import states_equal
 
-from mdmlib.config import load_config
+from mdmlib.config import EncoderDecoderSplit, load_config
 from mdmlib.core.intervals import Interval
 from mdmlib.models.multi_decoder import MultiDecoderUNet
 from mdmlib.training.checkpoint import load_checkpoint
 from mdmlib.training.distributed import DataParallel, launch_data_parallel
-from mdmlib.training.job import decoder_widths, staged_model_name, train_job
+from mdmlib.training.job import (
+    decoder_widths,
+    multistage_model,
+    resampled,
+    snapshot_source,
+    split_widths,
+    staged_model_name,
+    train_job,
+)
 from mdmlib.training.loop import run_training, snapshot_path
 from mdmlib.training.samplers import StagedSampler
 
@@ -27,7 +35,7 @@ TINY = {
     "experts": {"n": 2, "boundaries": [0.5]},
 }
 STAGES = [Interval(0, 500), Interval(500, 1000)]
-MODEL = staged_model_name(STAGES, 8)
+MODEL = staged_model_name(STAGES, 8, 8, [12, 4])
 
 
 @pytest.fixture
@@ -50,15 +58,37 @@ def test_a_staged_step_draws_one_batch_per_stage_inside_it():
 def test_a_staged_model_name_gives_its_stages_and_multi_decoder_spec():
     cfg = load_config(TINY)
     job = train_job(MODEL, cfg)
-    assert MODEL == "ms_t0-500-1000_i8" and job.stages == tuple(STAGES) and job.interval == Interval(0, 1000)
+    assert MODEL == "ms_t0-500-1000_e8_d12-4_i8" and job.stages == tuple(STAGES) and job.interval == Interval(0, 1000)
+    assert MODEL == multistage_model(cfg, STAGES, 8)  # the config's encoder width and decoder widths
     assert job.model_spec["architecture"] == "multi_decoder"
     assert job.model_spec["arguments"]["stage_boundaries"] == [500]
     assert job.model_spec["arguments"]["decoder_channels"] == [12, 4]
+    # a Table 7 split: the name alone rebuilds another encoder width
+    split = train_job(multistage_model(cfg, STAGES, 8, (4, [16, 8])), cfg)
+    assert split.model_spec["arguments"]["base_channels"] == 4 and split.model_spec["arguments"]["decoder_channels"] == [16, 8]
     with pytest.raises(ValueError, match="does not tile"):
-        train_job("ms_t0-500-900_i8", cfg)
+        train_job("ms_t0-500-900_e8_d12-4_i8", cfg)
+    with pytest.raises(ValueError, match="3 decoder widths for 2 stages"):
+        train_job("ms_t0-500-1000_e8_d12-4-4_i8", cfg)
     three = load_config({**TINY, "training": {**TINY["training"], "data_parallel": 2}})
     with pytest.raises(ValueError, match="2 processes and a batch of 4 for 3 stages"):
-        train_job("ms_t0-300-600-1000_i8", three)
+        train_job("ms_t0-300-600-1000_e8_d8-8-8_i8", three)
+
+
+def test_a_split_gives_widths_in_head_multiples_for_any_stage_count():
+    cfg = load_config({**TINY, "model": {**TINY["model"], "base_channels": 128, "channels_per_head": 16},
+                       "multistage": {}})
+    split = EncoderDecoderSplit(1.25, (1.375, 0.75, 0.125))
+    assert split_widths(cfg, split, 3) == (160, [176, 96, 16])
+    assert resampled((2.0, 1.0, 0.5), 5) == [2.0, 1.5, 1.0, 0.75, 0.5] and resampled((2.0, 1.0, 0.5), 2) == [2.0, 0.5]
+    assert split_widths(cfg, EncoderDecoderSplit(0.1, (0.01,)), 2) == (16, [16, 16])  # at least one head
+
+
+def test_a_shorter_multi_stage_model_is_a_snapshot_of_the_longer_one_with_the_same_architecture():
+    longer = staged_model_name(STAGES, 12, 8, [12, 4])
+    assert snapshot_source(staged_model_name(STAGES, 6, 8, [12, 4]), [longer], 2) == (longer, 1)
+    assert snapshot_source(staged_model_name(STAGES, 6, 4, [12, 4]), [longer], 2) is None  # another encoder
+    assert snapshot_source(staged_model_name(STAGES, 5, 8, [12, 4]), [longer], 2) is None  # not a snapshot step
 
 
 def test_algorithm_4_trains_every_decoder_and_resumes_bit_identically(tmp_path, images):
@@ -107,3 +137,17 @@ def test_default_decoder_widths_ramp_and_fit_every_config_head_width():
     assert decoder_widths(wide_heads, 3) == [192, 128, 64]  # rounded up to multiples of 32
     with pytest.raises(ValueError, match="config key 'multistage.decoder_channels': one width per stage"):
         load_config({"multistage": {"decoder_channels": [32, 16]}})
+
+
+def test_a_short_multi_stage_run_is_the_snapshot_of_a_longer_one(tmp_path, images):
+    """Why Tables 7 and 9 may take the main multi-stage model's snapshot as their model at the
+    ablation budget: staged training, like single-interval training, has no budget-dependent part."""
+    cfg = load_config(TINY)
+    short = run_training(cfg, train_job(staged_model_name(STAGES, 4, 8, [12, 4]), cfg), images, tmp_path / "short",
+                         CPU, log=lambda s: None)
+    run_training(cfg, train_job(staged_model_name(STAGES, 8, 8, [12, 4]), cfg), images, tmp_path / "long", CPU,
+                 log=lambda s: None)
+    snapshot = load_checkpoint(snapshot_path(tmp_path / "long", 4))
+    assert snapshot["step"] == short.step == 4
+    assert states_equal(snapshot["ema"], short.ema.state_dict())
+    assert states_equal(snapshot["model"], short.model.state_dict())

@@ -86,10 +86,28 @@ class IntervalStudyConfig:
 class ConvergenceConfig:
     # MDM's rule: converged at the first point after which the FID changes by less than
     # max_change for `consecutive` points and lies within max_gap_to_best of the best FID.
-    # The paper's 0.1 / 3 / 0.3 are Inception-FID units on CIFAR-10; config.yaml scales them.
-    max_change: float = 0.1
+    # The paper's 0.1 / 3 / 0.3 are Inception-FID units on CIFAR-10. Either threshold may be given
+    # as a multiple of the FID's measured spread between sample sets, "0.5 sd" (both then in sd).
+    max_change: float | str = 0.1
     consecutive: int = 3
-    max_gap_to_best: float = 0.3
+    max_gap_to_best: float | str = 0.3
+
+    def rule(self):
+        """The typed rule (mdmlib.studies.convergence_rule.ConvergenceRule)."""
+        from mdmlib.studies.convergence_rule import ConvergenceRule
+
+        (change, in_sd), (gap, _) = sd_value(self.max_change), sd_value(self.max_gap_to_best)  # one unit (checked)
+        return ConvergenceRule(change, self.consecutive, gap, in_sd=in_sd)
+
+
+def sd_value(value: float | str) -> tuple[float, bool]:
+    """0.015 -> (0.015, False); "0.5 sd" -> (0.5, True)."""
+    if isinstance(value, str):
+        number, _, unit = value.partition(" ")
+        if unit.strip() != "sd":
+            raise ValueError(f"{value!r}: a number, or a multiple of the measured sd written '<x> sd'")
+        return float(number), True
+    return float(value), False
 
 
 @dataclass(frozen=True)
@@ -140,9 +158,10 @@ class SamplingConfig:
     seed: int = 0  # sample i uses seed + i
     threads: int = 1
     grid_size: int = 8  # the sample grid is grid_size x grid_size
-    # disjoint sample sets (seed set s draws seeds seed + s * num_samples + i) where a table gives
-    # a spread: the baseline study's best points, the multi-stage ablations' end points
-    seed_sets: int = 3
+    # disjoint sample sets (seed set s draws seeds seed + s * num_samples + i): every point of the
+    # main runs and the interval study, and the points the other targets' tables read (the
+    # baseline study's best points, the multi-stage ablations' end points); tables give mean (sd)
+    seed_sets: int = 5
 
 
 @dataclass(frozen=True)
@@ -379,6 +398,14 @@ def _check_consistency(cfg: RunConfig) -> None:
                          f"(experts.n), got {len(widths)}")
     _check_widths("multistage.decoder_channels", widths or (), cfg)
     _check_multistage_ablations(cfg)
+    for key in ("max_change", "max_gap_to_best"):
+        try:
+            sd_value(getattr(cfg.convergence, key))
+        except ValueError as err:
+            raise ValueError(f"config key 'convergence.{key}': {err}") from err
+    if sd_value(cfg.convergence.max_change)[1] != sd_value(cfg.convergence.max_gap_to_best)[1]:
+        raise ValueError("config key 'convergence.max_gap_to_best': give both thresholds in FID or both in sd "
+                         f"(max_change is {cfg.convergence.max_change!r})")
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
         raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
 

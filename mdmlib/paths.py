@@ -99,7 +99,13 @@ def interval_figures(out: Out, method: str, n: int | str) -> str:
 # Samples and metrics (rules sample_point, evaluate_series, seed_spread).
 
 def samples(out: Out, run: str, point: int | str) -> str:
+    """A point's sample set 0 (the series' own, the sample grid's)."""
     return f"{out}/samples/{run}/point_{point}.npz"
+
+
+def extra_samples(out: Out, run: str, point: int | str) -> str:
+    """A point's sample sets 1 .. sampling.seed_sets - 1, in one file (runs scored with a spread)."""
+    return f"{out}/samples/{run}/point_{point}_sets.npz"
 
 
 def seed_sets(out: Out, run: str) -> str:
@@ -108,8 +114,18 @@ def seed_sets(out: Out, run: str) -> str:
 
 
 def series(out: Out, run: str) -> str:
-    """A run's evaluation series: its metrics at every point."""
+    """A run's evaluation series: its metrics at every point (the mean over its sample sets)."""
     return f"{out}/metrics/{run}.csv"
+
+
+def series_sets(out: Out, run: str) -> str:
+    """The same series, one row per point and sample set (the pairing key of comparisons)."""
+    return f"{out}/metrics/{run}_sets.csv"
+
+
+def heldout_losses(out: Out) -> str:
+    """Held-out epsilon loss per timestep bin of MDM's experts and the baseline's snapshots."""
+    return f"{out}/metrics/heldout_loss.csv"
 
 
 def seed_spread(out: Out, run: str) -> str:

@@ -10,9 +10,9 @@ from mdmlib.studies.runs import (
     ablation_budget,
     eight_expert_models,
     main_split,
-    run_routing,
     split_runs,
     stage_count_runs,
+    swap_runs,
 )
 from mdmlib.training.job import MODEL_PATTERN, baseline_model
 
@@ -40,6 +40,7 @@ EIGHT_RUNS = PLAN.eight_runs  # MDM Sec. 4.1: the `convergence` target
 RUNS = PLAN.runs
 ABLATION_RUNS = PLAN.ablation_runs  # multi-stage Tables 7 and 9: part of the `multistage` target
 MAIN_RUNS = list(PLAN.MAIN_RUNS)
+SWAP_RUNS = swap_runs(CFG)  # MDM with one expert's interval served by the baseline (rule expert_swap)
 POINTS = PLAN.points
 STUDY_METHODS = list(CFG.intervals.study.methods)
 SELECTED_METHODS = [m for m in method_names() if m in STUDY_METHODS or m == CFG.experts.intervals]
@@ -106,9 +107,10 @@ def selection_settings(wildcards):
 
 
 def final_outputs():
-    tables = [paths.table(OUT, name, ext) for name in ("quality", "efficiency", "interval_study", "intervals")
-              for ext in ("csv", "md")]
-    figures = [paths.figure(OUT, name, ext) for name in ("fid_vs_cost", "interval_study") for ext in ("png", "pdf")]
+    tables = [paths.table(OUT, name, ext) for name in ("quality", "efficiency", "interval_study", "intervals",
+                                                        "expert_swap") for ext in ("csv", "md")]
+    figures = [paths.figure(OUT, name, ext) for name in ("fid_vs_cost", "interval_study", "expert_swap")
+               for ext in ("png", "pdf")]
     grids = [paths.sample_grid(OUT, run, ext) for run in MAIN_RUNS for ext in ("png", "pdf")]
     analyses = [paths.interval_figures(OUT, m, N) for m in SELECTED_METHODS]
     return tables + figures + grids + analyses + [paths.provenance(OUT)]

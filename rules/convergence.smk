@@ -9,6 +9,8 @@
 checkpoint reallocate_budgets:
     input:
         series=[paths.series(OUT, run) for run in EIGHT_RUNS],
+        # a rule in sd reads the FID's spread from the main runs' sample sets
+        spread_from=[paths.series(OUT, run) for run in MAIN_RUNS] if CFG.convergence.rule().in_sd else [],
     output:
         paths.reallocation_plan(OUT),
     params:

@@ -33,7 +33,9 @@ rule interval_study:
     input:
         choices=[choice_path(m) for m in SELECTED_METHODS],
         series=[paths.series(OUT, f"study_{m}") for m in STUDY_METHODS],
+        sets=[paths.series_sets(OUT, f"study_{m}") for m in STUDY_METHODS],
         baseline=paths.series(OUT, "baseline"),
+        baseline_sets=paths.series_sets(OUT, "baseline"),
     output:
         study_csv=report(paths.table(OUT, "interval_study", "csv"), caption="../report/interval_study.rst",
                          category="Tables"),

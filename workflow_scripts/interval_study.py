@@ -10,5 +10,7 @@ from mdmlib.studies.interval_study import write_interval_study
 
 choices = {m: read_choice(p) for m, p in zip(snakemake.params.methods, snakemake.input.choices)}
 series = {m: pd.read_csv(p) for m, p in zip(snakemake.params.study_methods, snakemake.input.series)}
+sets = {f"study_{m}": pd.read_csv(p) for m, p in zip(snakemake.params.study_methods, snakemake.input.sets)}
+sets["baseline"] = pd.read_csv(snakemake.input.baseline_sets)
 write_interval_study(choices, series, pd.read_csv(snakemake.input.baseline), snakemake.params.iterations,
-                     snakemake.output, snakemake.params.experiment)
+                     snakemake.output, snakemake.params.experiment, sets)

@@ -7,11 +7,11 @@ import pandas as pd
 
 from mdmlib.config import load_config
 from mdmlib.report.writers import write_paper_tables
-from mdmlib.studies.convergence_rule import ConvergenceRule
 
 cfg = load_config(snakemake.config)
 series = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snakemake.input.series)}
+sets = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snakemake.input.sets)}
 models = snakemake.params.models
 timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
-rule = ConvergenceRule(**vars(cfg.convergence))
-write_paper_tables(series, models, timings, rule, snakemake.output, snakemake.params.experiment)
+rule = cfg.convergence.rule()
+write_paper_tables(series, models, timings, rule, snakemake.output, snakemake.params.experiment, sets)

@@ -18,37 +18,63 @@ from mdmlib.metrics.reference import (
     load_reference,
     make_extractor,
 )
-from mdmlib.sampling.points import load_samples
+from mdmlib.sampling.points import load_samples, split_sets
+
+METRIC_COLUMNS = ("fid", "sfid", "precision", "recall")
 
 
 def evaluate_series(run: str, sample_paths: Sequence[str | Path], feature_net_path: str | Path | None,
                     reference_path: str | Path, cfg: MetricsConfig, points: Sequence[int] | None = None,
-                    log: Callable[[str], None] = print, device: str | torch.device = "cpu") -> pd.DataFrame:
-    """One row per evaluation point: metrics, checkpoint steps, WCT and TC in seconds.
+                    log: Callable[[str], None] = print, device: str | torch.device = "cpu",
+                    extra_paths: Sequence[str | Path] | None = None) -> pd.DataFrame:
+    """One row per evaluation point and sample set: metrics, checkpoint steps, WCT and TC in seconds.
 
-    ``points`` numbers the sample files (1, 2, ... when not given)."""
+    ``points`` numbers the sample files (1, 2, ... when not given); ``extra_paths``, one per point,
+    hold each point's other sample sets (``mdmlib.sampling.points.sample_point``), each scored on
+    its own."""
     extractor = make_extractor(cfg, feature_net_path)  # classifier CNN or Inception, by cfg.features
     reference = load_reference(reference_path)
     feature_network = str(reference["feature_network"])
     rows = []
     points = list(points) if points is not None else list(range(1, len(sample_paths) + 1))
-    if len(points) != len(sample_paths):
-        raise ValueError(f"{len(sample_paths)} sample files for {len(points)} points")
-    for point, path in zip(points, sample_paths):
-        samples = load_samples(path)
-        result = evaluate_samples(extractor, reference, samples["images"], feature_network,
-                                  k=cfg.pr_k, block_size=cfg.block_size, device=device)
-        seconds = samples["checkpoint_seconds"]
-        rows.append({
-            "run": run, "point": point, **result.to_dict(),
-            "steps": " ".join(str(int(s)) for s in samples["checkpoint_steps"]),
-            "fraction_of_budget": float(np.mean(samples["checkpoint_steps"] / samples["checkpoint_iterations"])),
-            "total_steps": int(samples["checkpoint_steps"].sum()),
-            # Experts train in parallel: WCT is the slowest one, TC the sum (MDM Sec. 5.2).
-            "wct_seconds": float(seconds.max()), "tc_seconds": float(seconds.sum()),
-        })
-        log(f"[{run}] point {point}: FID {result.fid:.3f} sFID {result.sfid:.3f} "
-            f"P {result.precision:.3f} R {result.recall:.3f}")
+    if len(points) != len(sample_paths) or (extra_paths is not None and len(extra_paths) != len(points)):
+        raise ValueError(f"{len(sample_paths)} sample files and {len(extra_paths or [])} extra-set files for "
+                         f"{len(points)} points")
+    for k, (point, path) in enumerate(zip(points, sample_paths)):
+        files = [path] + ([extra_paths[k]] if extra_paths is not None else [])
+        for file in files:
+            samples = load_samples(file)
+            for seed_set, images in split_sets(samples).items():
+                result = evaluate_samples(extractor, reference, images, feature_network,
+                                          k=cfg.pr_k, block_size=cfg.block_size, device=device)
+                seconds = samples["checkpoint_seconds"]
+                rows.append({
+                    "run": run, "point": point, "seed_set": seed_set, **result.to_dict(),
+                    "steps": " ".join(str(int(s)) for s in samples["checkpoint_steps"]),
+                    "fraction_of_budget": float(np.mean(samples["checkpoint_steps"] / samples["checkpoint_iterations"])),
+                    "total_steps": int(samples["checkpoint_steps"].sum()),
+                    # Experts train in parallel: WCT is the slowest one, TC the sum (MDM Sec. 5.2).
+                    "wct_seconds": float(seconds.max()), "tc_seconds": float(seconds.sum()),
+                })
+                log(f"[{run}] point {point} set {seed_set}: FID {result.fid:.3f} sFID {result.sfid:.3f} "
+                    f"P {result.precision:.3f} R {result.recall:.3f}")
+    sets = pd.DataFrame(rows)
+    if sets.duplicated(["point", "seed_set"]).any():
+        raise ValueError(f"[{run}] a sample set is scored twice at one point")
+    return sets
+
+
+def point_means(sets: pd.DataFrame) -> pd.DataFrame:
+    """One row per point: each metric's mean over the point's sample sets, its sd (``<metric>_sd``,
+    ddof 1; NaN for one set) and the number of sets; the other columns from the point's set 0."""
+    rows = []
+    for point, group in sets.groupby("point", sort=True):
+        row = group.sort_values("seed_set").iloc[0].drop("seed_set").to_dict()
+        for metric in METRIC_COLUMNS:
+            row[metric] = float(group[metric].mean())
+            row[f"{metric}_sd"] = float(group[metric].std(ddof=1)) if len(group) > 1 else float("nan")
+        row["seed_sets"] = len(group)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

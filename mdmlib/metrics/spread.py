@@ -30,9 +30,15 @@ class PairedDifference:
     se: float  # its standard error: sd of the differences / sqrt(sets); nan for one set
     sets: int
 
-    def decided(self, z: float = 2.0) -> bool:
-        """Whether the difference stands out of its standard error by ``z`` (about 95% at 2)."""
-        return not math.isnan(self.se) and abs(self.mean) > z * self.se
+    def decided(self, confidence: float = 0.95) -> bool:
+        """Whether the difference is non-zero by a two-sided paired t-test at ``confidence``: the
+        mean beyond t(sets - 1) standard errors (12.7 for two sets, 2.78 for five), so few sets
+        decide only large, steady differences."""
+        if math.isnan(self.se) or self.sets < 2:
+            return False
+        from scipy.stats import t
+
+        return abs(self.mean) > t.ppf(0.5 + confidence / 2, self.sets - 1) * self.se
 
 
 def spread(values: Sequence[float]) -> Spread:

@@ -13,6 +13,8 @@ METHOD_LABELS = {"paper": "paper (fixed)", "attention": "attention concentration
 
 
 def run_label(run: str) -> str:
+    if run.startswith("swap_"):
+        return f"ADM+MDM, expert {run.removeprefix('swap_')} served by ADM"
     return RUN_LABELS.get(run, run)
 
 

@@ -30,3 +30,31 @@ def markdown_table(df: pd.DataFrame, caption: str, digits: int = 4) -> str:
 def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str) -> None:
     atomic_write_text(csv_path, df.to_csv(index=False))
     atomic_write_text(md_path, markdown_table(df, caption))
+
+
+SPREAD_LABELS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
+
+
+def write_spread_table(table: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str,
+                       pairs: dict[str, str] | None = None) -> None:
+    """CSV with '<m>' and '<m> sd' columns; Markdown with 'mean (sd)' cells, as the paper prints
+    them. ``pairs`` maps further value columns to their standard-error columns ('mean (se x)')."""
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    shown = table.copy()
+    for label in SPREAD_LABELS.values():
+        if f"{label} sd" in shown:
+            shown[label] = [_mean_spread(m, s) for m, s in zip(table[label], table[f"{label} sd"])]
+            shown = shown.drop(columns=f"{label} sd")
+    for value, se in (pairs or {}).items():
+        if value in shown:
+            shown[value] = [_mean_spread(m, s, "se ") for m, s in zip(table[value], table[se])]
+            shown = shown.drop(columns=se)
+    if "sample sets" in shown:
+        shown["sample sets"] = ["" if pd.isna(n) else str(int(n)) for n in table["sample sets"]]
+    atomic_write_text(md_path, markdown_table(shown, caption))
+
+
+def _mean_spread(mean, spread, prefix: str = "") -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.4g}" if pd.isna(spread) else f"{mean:.4g} ({prefix}{spread:.2g})"

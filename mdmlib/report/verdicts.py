@@ -2,7 +2,7 @@
 
 Every run of a comparison is sampled from the same seed sets (same initial noise set by set),
 so a difference is read set by set (``mdmlib.metrics.spread.paired_difference``) and counts only
-when it stands out of its standard error. A claim is then "holds", "does not hold", or
+when a paired t-test at 95% finds it (``PairedDifference.decided``). A claim is then "holds", "does not hold", or
 "undecided" when the difference that would decide it is within the spread.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ class Verdict:
         return f"{self.verdict} ({self.reason})"
 
 
-def lowest_verdict(claimed: str, values: Mapping[str, Sequence[float]], z: float = 2.0) -> Verdict:
+def lowest_verdict(claimed: str, values: Mapping[str, Sequence[float]], confidence: float = 0.95) -> Verdict:
     """The claim "``claimed`` has the lowest mean" (FID: lower is better) over candidates whose
     ``values`` are per seed set, in the same set order for all. It holds when ``claimed`` is
-    lowest and beats the runner-up by more than ``z`` standard errors of the paired difference;
-    it fails when another candidate beats ``claimed`` so; otherwise it is undecided."""
+    lowest and the paired difference to the runner-up is decided at ``confidence``; it fails when
+    another candidate beats ``claimed`` so; otherwise it is undecided."""
     if claimed not in values or len(values) < 2:
         raise ValueError(f"claim about {claimed!r} needs it and at least one other of {sorted(values)}")
     means = {k: float(np.mean(v)) for k, v in values.items()}
@@ -38,15 +38,15 @@ def lowest_verdict(claimed: str, values: Mapping[str, Sequence[float]], z: float
     if best == claimed:
         runner_up = min((k for k in means if k != claimed), key=means.get)
         diff = paired_difference(values[claimed], values[runner_up])
-        verdict = HOLDS if diff.decided(z) else UNDECIDED
+        verdict = HOLDS if diff.decided(confidence) else UNDECIDED
         return Verdict(verdict, f"{claimed} lowest, {diff.mean:+.3g} (se {diff.se:.2g}) against {runner_up} "
                                 f"over {diff.sets} sample sets")
     diff = paired_difference(values[claimed], values[best])
-    verdict = FAILS if diff.decided(z) else UNDECIDED
+    verdict = FAILS if diff.decided(confidence) else UNDECIDED
     return Verdict(verdict, f"{best} lowest; {claimed} {diff.mean:+.3g} (se {diff.se:.2g}) from it "
                             f"over {diff.sets} sample sets")
 
 
-def less_verdict(a: str, b: str, values: Mapping[str, Sequence[float]], z: float = 2.0) -> Verdict:
+def less_verdict(a: str, b: str, values: Mapping[str, Sequence[float]], confidence: float = 0.95) -> Verdict:
     """The claim "``a`` is lower than ``b``" on paired sample sets."""
-    return lowest_verdict(a, {a: values[a], b: values[b]}, z)
+    return lowest_verdict(a, {a: values[a], b: values[b]}, confidence)

@@ -9,7 +9,7 @@ import pandas as pd
 from mdmlib.report.convergence_figures import fig1, fig2, fig3a
 from mdmlib.report.figures import sample_grid_figure
 from mdmlib.report.labels import run_label
-from mdmlib.report.tables import best_point, write_table
+from mdmlib.report.tables import best_point, write_spread_table, write_table
 from mdmlib.sampling.points import load_samples
 from mdmlib.studies.convergence import (
     full_run_seconds,
@@ -19,7 +19,7 @@ from mdmlib.studies.convergence import (
     table2,
 )
 from mdmlib.studies.convergence_rule import ConvergenceRule
-from mdmlib.studies.main import quality_table
+from mdmlib.studies.main import quality_table, quality_verdicts
 from mdmlib.studies.reallocation import write_reallocation_tables
 
 
@@ -34,12 +34,23 @@ def metric_setting(series: dict[str, pd.DataFrame]) -> str:
 
 
 def write_paper_tables(series: dict[str, pd.DataFrame], run_models: dict[str, list[str]],
-                       timings: dict[str, pd.DataFrame], rule: ConvergenceRule, outputs, experiment: str) -> None:
-    """outputs has quality_csv/_md, efficiency_csv/_md and figure (PNG; the PDF goes beside it)."""
+                       timings: dict[str, pd.DataFrame], rule: ConvergenceRule, outputs, experiment: str,
+                       sets: dict[str, pd.DataFrame] | None = None) -> None:
+    """outputs has quality_csv/_md, efficiency_csv/_md and figure (PNG; the PDF goes beside it);
+    ``sets``: each run's series by point and sample set (mean, sd and paired differences)."""
     setting = metric_setting(series)
-    quality = quality_table(series)
-    write_table(quality, outputs.quality_csv, outputs.quality_md,
-                f"Table 3 form ({experiment}): each run at its best FID over its evaluation series; {setting}.")
+    quality = quality_table(series, sets)
+    claims = ""
+    if sets is not None and {"mdm", "baseline"} <= set(series):
+        verdicts = quality_verdicts(series, sets)
+        claims = "; paper's claim (MDM lower than its baseline) " + ", ".join(
+            f"in {metric}: {text}" for metric, text in verdicts.items())
+    n_sets = int(quality["sample sets"].min())
+    write_spread_table(quality, outputs.quality_csv, outputs.quality_md,
+                       f"Table 3 form ({experiment}): each run at its best point, chosen on the mean FID over "
+                       f"{n_sets} disjoint sample sets; mean (sd) over the sets; '- baseline' = the paired difference "
+                       f"to the baseline's best point set by set, mean (se){claims}; {setting}.",
+                       pairs={f"{m} - baseline": f"{m} - baseline se" for m in ("FID", "sFID")})
     spans = {run: measured_span_seconds([timings[m] for m in models]) for run, models in run_models.items()
              if run != "baseline"}
     efficiency = table2(series, run_models, timings, rule, measured_wall_seconds=spans)
@@ -49,8 +60,8 @@ def write_paper_tables(series: dict[str, pd.DataFrame], run_models: dict[str, li
                 f"baseline's measured full run ({baseline_seconds:.1f} s), from the training logs; MDM experts "
                 f"counted as parallel jobs (WCT = slowest expert, TC = sum; 'measured side by side' = first expert's "
                 f"start to last expert's end as the jobs really ran in this run, sharing the cores with the rest of "
-                f"the workflow); converged = MDM's rule (FID change "
-                f"< {rule.max_change} for {rule.consecutive} points, within {rule.max_gap_to_best} of the best); "
+                f"the workflow); converged = MDM's rule ({rule.text()}; sd = the FID's sd over the point's "
+                f"sample sets); "
                 f"baseline equivalent = first point below the baseline's best FID; '-' = not reached; {setting}.")
     fig1(series, run_models, timings, outputs.figure, rule=rule, title=f"{experiment}: {setting}")
     print(quality.to_string(), efficiency.to_string(), sep="\n\n")
@@ -71,9 +82,8 @@ def write_convergence_study(series: list[pd.DataFrame], models: list[str], basel
                             reallocated: pd.DataFrame, baseline_timing: pd.DataFrame, outputs, experiment: str) -> None:
     """outputs: fig2_/fig3a_ png and pdf, slowest_intervals_, reallocation_ and reallocation_summary_ csv and md."""
     setting = metric_setting({**{f"expert {k + 1}": df for k, df in enumerate(series)}, "reallocated": reallocated})
-    curves, convergence = per_expert_curves(series, models, rule)
-    rule_text = (f"converged = FID change < {rule.max_change} for {rule.consecutive} points and within "
-                 f"{rule.max_gap_to_best} of the best")
+    curves, convergence = per_expert_curves(series, models, rule, plan.get("relative_spread"))
+    rule_text = f"converged = {rule.text()}"
     fig3a(curves, convergence, outputs.fig3a_expert_convergence_png,
           title=f"{experiment}: each expert with the others fully trained; {rule_text}")
     fig2(baseline_loss, expert_losses, outputs.fig2_loss_per_interval_png, title=f"{experiment}: training loss per interval")

@@ -44,7 +44,7 @@ def seed_spread(run: str, series: pd.DataFrame, checkpoints_by_point: dict[int, 
     scratch.mkdir(parents=True, exist_ok=True)
     for seed_set in range(1, sets):
         path = scratch / f"point_{point}_set{seed_set}.npz"
-        sample_point(checkpoints_by_point[point], sampling, path, device, log, intervals=routing, seed_set=seed_set)
+        sample_point(checkpoints_by_point[point], sampling, path, device, log, intervals=routing, seed_sets=[seed_set])
         scored = evaluate_series(run, [path], feature_net_path, reference_path, metrics, points=[point],
                                  device=device, log=log)
         rows.append({**scored.iloc[0].to_dict(), "seed_set": seed_set})

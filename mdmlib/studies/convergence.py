@@ -24,6 +24,7 @@ from mdmlib.report.labels import run_label
 from mdmlib.studies.convergence_rule import (
     ConvergenceRule,
     convergence_index,
+    fid_sds,
     reallocate_budgets,
 )
 from mdmlib.training.job import parse_model_name
@@ -72,7 +73,8 @@ def final_change(fids: Sequence[float], rule: ConvergenceRule) -> float:
 
 
 def per_expert_curves(series: Sequence[pd.DataFrame], models: Sequence[str],
-                      rule: ConvergenceRule = ConvergenceRule()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      rule: ConvergenceRule = ConvergenceRule(),
+                      relative_spread: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each expert's FID curve with the others fully trained, and where each converges.
 
     ``models`` are the experts clean to noisy; ``series[k]`` is the evaluation series of
@@ -83,6 +85,7 @@ def per_expert_curves(series: Sequence[pd.DataFrame], models: Sequence[str],
     interval, lo, hi, budget, point, iteration, fid, sfid, precision, recall. ``convergence``:
     one row per expert with converged_point / converged_at (the point and the expert's step
     where ``rule`` first holds; NaN when it never does), best_fid, final_fid and final_change.
+    A rule in sd reads each series' own sd, else ``relative_spread`` x FID (``fid_sds``).
     """
     if len(series) != len(models):
         raise ValueError(f"{len(series)} evaluation series for {len(models)} experts")
@@ -104,7 +107,7 @@ def per_expert_curves(series: Sequence[pd.DataFrame], models: Sequence[str],
             "budget": budget, "point": df["point"].to_numpy(), "iteration": iteration, "fid": fids,
             **{c: df[c].to_numpy() for c in ("sfid", "precision", "recall") if c in df},
         }))
-        index = convergence_index(fids, rule)
+        index = convergence_index(fids, rule, fid_sds(df, relative_spread) if rule.in_sd else None)
         summary.append({
             "expert": k + 1, "model": model, "interval": interval.label(), "lo": interval.lo, "hi": interval.hi,
             "budget": budget,
@@ -219,18 +222,22 @@ def normalised_costs(series: Mapping[str, pd.DataFrame], run_models: Mapping[str
     return out
 
 
-def key_points(df: pd.DataFrame, rule: ConvergenceRule, beat_fid: float | None) -> dict[str, int | None]:
-    """Row positions of Table 2's points: converged, best score (first lowest FID) and the first
-    point strictly below ``beat_fid`` (None: not applicable or never reached)."""
+def key_points(df: pd.DataFrame, rule: ConvergenceRule, beat_fid: float | None,
+               relative_spread: float | None = None) -> dict[str, int | None]:
+    """Row positions of Table 2's points (``df`` sorted by point): converged, best score (first
+    lowest FID) and the first point strictly below ``beat_fid`` (None: not applicable or never
+    reached). A rule in sd reads the series' own sd, else ``relative_spread`` x FID."""
     fids = df["fid"].to_numpy(dtype=float)
     below = np.flatnonzero(fids < beat_fid) if beat_fid is not None else []
-    return {"converged": convergence_index(fids, rule), "best score": int(np.argmin(fids)),
+    sds = fid_sds(df, relative_spread) if rule.in_sd else None
+    return {"converged": convergence_index(fids, rule, sds), "best score": int(np.argmin(fids)),
             "baseline equivalent": int(below[0]) if len(below) else None}
 
 
 def table2(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
            timings: Mapping[str, pd.DataFrame], rule: ConvergenceRule = ConvergenceRule(),
-           baseline: str = "baseline", measured_wall_seconds: Mapping[str, float] | None = None) -> pd.DataFrame:
+           baseline: str = "baseline", measured_wall_seconds: Mapping[str, float] | None = None,
+           relative_spread: float | None = None) -> pd.DataFrame:
     """MDM Table 2: NWCT and NTC (%) at the converged, best-score and baseline-equivalent points.
 
     Inputs as ``normalised_costs``. Baseline equivalent: the first point whose FID is below
@@ -246,7 +253,7 @@ def table2(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence
     rows = []
     for run, df in costed.items():
         df = df.sort_values("point")
-        points = key_points(df, rule, None if run == baseline else baseline_best)
+        points = key_points(df, rule, None if run == baseline else baseline_best, relative_spread)
         row = {"method": run_label(run)}
         for cost, label in (("nwct", "NWCT"), ("ntc", "NTC")):
             for name, i in points.items():

@@ -16,25 +16,69 @@ class ConvergenceRule:
     """Converged at the first point after which the FID changes by less than ``max_change``
     for ``consecutive`` adjacent pairs, and which lies within ``max_gap_to_best`` of the best FID.
 
-    The paper's values (CIFAR-10, Inception FID): 0.1, 3 and 0.3.
+    The paper's values (CIFAR-10, Inception FID): 0.1, 3 and 0.3. With ``in_sd`` both thresholds
+    are multiples of the FID's measured spread between sample sets (its sd at the points
+    compared), so the rule asks for changes that noise cannot make or hide.
     """
 
     max_change: float = 0.1
     consecutive: int = 3
     max_gap_to_best: float = 0.3
+    in_sd: bool = False
+
+    def text(self) -> str:
+        unit = " sd" if self.in_sd else ""
+        return (f"FID change < {self.max_change}{unit} for {self.consecutive} points, within "
+                f"{self.max_gap_to_best}{unit} of the best")
 
 
-def convergence_index(fids: Sequence[float], rule: ConvergenceRule = ConvergenceRule()) -> int | None:
-    """Index of the convergence point in an evaluation series, or None if it never converges."""
+def convergence_index(fids: Sequence[float], rule: ConvergenceRule = ConvergenceRule(),
+                      sds: Sequence[float] | None = None) -> int | None:
+    """Index of the convergence point in an evaluation series, or None if it never converges.
+
+    ``sds``: the FID's sd between sample sets at each point, needed when ``rule.in_sd``: a change
+    between two points is weighed against the mean of their sds, a gap to the best against the
+    point's own."""
     fids = np.asarray(fids, dtype=float)
     if not np.isfinite(fids).all():
         raise ValueError("FID series holds non-finite values")
+    if rule.in_sd:
+        if sds is None or len(sds) != len(fids) or not np.isfinite(np.asarray(sds, dtype=float)).all():
+            raise ValueError("convergence thresholds in sd need the FID's sd at every point (sample sets)")
+        sd = np.asarray(sds, dtype=float)
+        change_limit, gap_limit = rule.max_change * (sd[:-1] + sd[1:]) / 2, rule.max_gap_to_best * sd
+    else:
+        change_limit = np.full(max(len(fids) - 1, 0), rule.max_change)
+        gap_limit = np.full(len(fids), rule.max_gap_to_best)
     changes = np.abs(np.diff(fids))
     best = fids.min()
     for i in range(len(fids) - rule.consecutive):
-        if (changes[i:i + rule.consecutive] < rule.max_change).all() and fids[i] - best < rule.max_gap_to_best:
+        window = slice(i, i + rule.consecutive)
+        if (changes[window] < change_limit[window]).all() and fids[i] - best < gap_limit[i]:
             return i
     return None
+
+
+def fid_sds(series, relative_spread: float | None = None) -> np.ndarray | None:
+    """The FID's sd at each point of a series (sorted by point): its own, measured over its
+    sample sets, or else ``relative_spread`` x its FID (a spread measured on other runs, as a
+    share of the FID); None when neither is known."""
+    df = series.sort_values("point")
+    if "fid_sd" in df and np.isfinite(df["fid_sd"].to_numpy(dtype=float)).all():
+        return df["fid_sd"].to_numpy(dtype=float)
+    if relative_spread is not None:
+        return relative_spread * df["fid"].to_numpy(dtype=float)
+    return None
+
+
+def relative_fid_spread(series_list) -> float:
+    """The median over the points of runs scored on several sample sets of sd / mean FID."""
+    ratios = np.concatenate([(df["fid_sd"] / df["fid"]).to_numpy(dtype=float) for df in series_list
+                             if "fid_sd" in df])
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        raise ValueError("no run was scored on several sample sets: the FID's spread is unknown")
+    return float(np.median(ratios))
 
 
 def reallocate_budgets(initial: Sequence[int], converged_at: Sequence[int | None]) -> list[int]:

@@ -12,8 +12,9 @@ from mdmlib.core.intervals import Interval, expert_budgets
 from mdmlib.intervals.choice import IntervalChoice
 from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.labels import method_label
-from mdmlib.report.tables import write_table
+from mdmlib.report.tables import SPREAD_LABELS, write_spread_table, write_table
 from mdmlib.report.writers import metric_setting
+from mdmlib.studies.main import paired_to
 
 # The number each method optimised, when it has one (named by the method modules).
 SCORE_KEYS = ("residual", "objective", "J")
@@ -32,24 +33,42 @@ def method_score(details: dict) -> float:
 
 
 def study_table(choices: dict[str, IntervalChoice], series: dict[str, pd.DataFrame],
-                baseline_series: pd.DataFrame, iterations: int) -> pd.DataFrame:
-    """One row per method at the end of its run; the single model at the same budget when the
-    baseline's series has that point."""
+                baseline_series: pd.DataFrame, iterations: int,
+                sets: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per method at the end of its run (mean and sd over its sample sets); the single
+    model at the same budget when the baseline's series has that point. With ``sets`` (the
+    study runs' and 'baseline''s by point and set), each method's FID and sFID minus the single
+    model's, paired set by set."""
     rows = []
+    same_budget = baseline_series[baseline_series["total_steps"] == iterations]
     for method, df in series.items():
         choice, last = choices[method], df.iloc[-1]
         budgets = expert_budgets(choice.intervals, choice.timesteps, iterations)
-        rows.append({"method": method_label(method), "intervals": intervals_text(choice.intervals),
-                     "iterations per expert": " ".join(map(str, budgets)),
-                     "FID": last["fid"], "sFID": last["sfid"], "precision": last["precision"],
-                     "recall": last["recall"], "total iterations": int(last["total_steps"])})
-    same_budget = baseline_series[baseline_series["total_steps"] == iterations]
+        row = {"method": method_label(method), "intervals": intervals_text(choice.intervals),
+               "iterations per expert": " ".join(map(str, budgets)), **spread_cells(last),
+               "total iterations": int(last["total_steps"])}
+        if sets is not None and len(same_budget):
+            for metric in ("fid", "sfid"):
+                diff = paired_to(sets[f"study_{method}"], int(last["point"]), sets["baseline"],
+                                 int(same_budget.iloc[0]["point"]), metric)
+                label = SPREAD_LABELS[metric]
+                row[f"{label} - single model"], row[f"{label} - single model se"] = diff.mean, diff.se
+        rows.append(row)
     if len(same_budget):
         b, T = same_budget.iloc[0], next(iter(choices.values())).timesteps
         rows.append({"method": "single model (no split)", "intervals": f"(0,{T}]",
-                     "iterations per expert": str(iterations), "FID": b["fid"], "sFID": b["sfid"],
-                     "precision": b["precision"], "recall": b["recall"], "total iterations": iterations})
+                     "iterations per expert": str(iterations), **spread_cells(b), "total iterations": iterations})
     return pd.DataFrame(rows)
+
+
+def spread_cells(point: pd.Series) -> dict:
+    """Each metric's mean and sd over the point's sample sets, and how many sets."""
+    cells = {}
+    for metric, label in SPREAD_LABELS.items():
+        cells[label] = float(point[metric])
+        cells[f"{label} sd"] = float(point.get(f"{metric}_sd", math.nan))
+    cells["sample sets"] = int(point.get("seed_sets", 1))
+    return cells
 
 
 def choices_table(choices: dict[str, IntervalChoice]) -> pd.DataFrame:
@@ -89,13 +108,18 @@ def study_figure(choices: dict[str, IntervalChoice], table: pd.DataFrame, png_pa
 
 
 def write_interval_study(choices: dict[str, IntervalChoice], series: dict[str, pd.DataFrame],
-                         baseline_series: pd.DataFrame, iterations: int, outputs, experiment: str) -> None:
+                         baseline_series: pd.DataFrame, iterations: int, outputs, experiment: str,
+                         sets: dict[str, pd.DataFrame] | None = None) -> None:
     """outputs has study_csv/_md, intervals_csv/_md and figure (PNG; the PDF goes beside it)."""
     setting = metric_setting({**series, "baseline": baseline_series})
-    table = study_table(choices, series, baseline_series, iterations)
-    write_table(table, outputs.study_csv, outputs.study_md,
-                f"Interval selection ({experiment}): MDM with each method's intervals, {iterations} iterations in "
-                f"total per method (split by interval size), scored at the end of training; {setting}.")
+    table = study_table(choices, series, baseline_series, iterations, sets)
+    n_sets = int(table["sample sets"].min())
+    write_spread_table(table, outputs.study_csv, outputs.study_md,
+                       f"Interval selection ({experiment}): MDM with each method's intervals, {iterations} iterations "
+                       f"in total per method (split by interval size), scored at the end of training on {n_sets} "
+                       f"disjoint sample sets, mean (sd); '- single model' = the paired difference to one model "
+                       f"trained on all timesteps for the same iterations, set by set, mean (se); {setting}.",
+                       pairs={f"{m} - single model": f"{m} - single model se" for m in ("FID", "sFID")})
     chosen = choices_table(choices)
     write_table(chosen, outputs.intervals_csv, outputs.intervals_md,
                 f"Intervals chosen by each method ({experiment}); t = 1..T, (lo, hi]; score = the quantity the "

@@ -14,10 +14,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 import torch
 
-from mdmlib.core.io import atomic_write_text
 from mdmlib.models.macs import count_parameters, forward_macs
 from mdmlib.models.multi_decoder import MultiDecoderUNet, nfe_weighted_macs, stage_costs
-from mdmlib.report.tables import markdown_table
+from mdmlib.report.tables import write_spread_table
 from mdmlib.report.verdicts import lowest_verdict
 from mdmlib.report.writers import metric_setting
 
@@ -66,16 +65,6 @@ def ablation_table(key: str, rows: Mapping[str, tuple[list[dict], pd.DataFrame]]
                 row |= metric_cells(spread)
             table.append(row)
     return pd.DataFrame(table)
-
-
-def write_spread_table(table: pd.DataFrame, csv_path, md_path, caption: str) -> None:
-    """CSV with mean and sd columns; Markdown with 'mean (sd)' cells, as the paper prints them."""
-    atomic_write_text(csv_path, table.to_csv(index=False))
-    shown = table.drop(columns=[f"{m} sd" for m in METRICS.values()])
-    for label in METRICS.values():
-        shown[label] = ["" if pd.isna(m) else f"{m:.4g} ({s:.2g})" for m, s in zip(table[label], table[f"{label} sd"])]
-    shown["sample sets"] = ["" if pd.isna(n) else str(int(n)) for n in table["sample sets"]]
-    atomic_write_text(md_path, markdown_table(shown, caption))
 
 
 def fid_sets(spread: pd.DataFrame) -> list[float]:

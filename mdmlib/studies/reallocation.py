@@ -31,9 +31,10 @@ FORMAT = "mdm-reallocation-v1"
 
 
 def reallocation_plan(series: Sequence[pd.DataFrame], models: Sequence[str], rule: ConvergenceRule,
-                      timesteps: int, baseline_iterations: int, recipe: str) -> dict:
+                      timesteps: int, baseline_iterations: int, recipe: str,
+                      relative_spread: float | None = None) -> dict:
     """Planned, converged and reallocated budgets per expert, and the model each now runs."""
-    _, convergence = per_expert_curves(series, models, rule)
+    _, convergence = per_expert_curves(series, models, rule, relative_spread)
     intervals = eight_expert_boundaries(timesteps)
     record = reallocation_record(intervals, timesteps, baseline_iterations, list(convergence["converged_at"]))
     experts = []
@@ -42,7 +43,8 @@ def reallocation_plan(series: Sequence[pd.DataFrame], models: Sequence[str], rul
         steps = converged if converged is not None else int(row.reallocated)
         experts.append({"interval": interval.to_list(), "planned": int(row.planned), "converged_at": converged,
                         "reallocated": int(row.reallocated), "model": model_name(interval, steps, recipe)})
-    return {"format": FORMAT, "rule": vars(rule), "baseline_iterations": baseline_iterations, "experts": experts}
+    return {"format": FORMAT, "rule": vars(rule), "relative_spread": relative_spread,
+            "baseline_iterations": baseline_iterations, "experts": experts}
 
 
 def write_plan(plan: dict, path: str | Path) -> None:
@@ -90,9 +92,8 @@ def reallocation_tables(plan: dict, reallocated: pd.DataFrame, equal_budgets: pd
 def write_reallocation_tables(plan: dict, reallocated: pd.DataFrame, equal_budgets: pd.DataFrame,
                               baseline_seconds: float, outputs, experiment: str, setting: str) -> None:
     per_expert, summary = reallocation_tables(plan, reallocated, equal_budgets, baseline_seconds)
-    rule = plan["rule"]
-    rule_text = (f"converged = FID change < {rule['max_change']} for {rule['consecutive']} points and within "
-                 f"{rule['max_gap_to_best']} of the best")
+    rule_text = f"converged = {ConvergenceRule(**plan['rule']).text()}" + (
+        f" (sd = {plan['relative_spread']:.3g} x FID, the main runs' spread)" if plan.get("relative_spread") else "")
     nothing = all(e["converged_at"] is None for e in plan["experts"])
     write_table(per_expert, outputs.reallocation_csv, outputs.reallocation_md,
                 f"Budget reallocation ({experiment}), run for real: planned I_e = |tau_e|/T x "

@@ -66,8 +66,14 @@ def run_routing(run: str, cfg: RunConfig) -> list[list[int]] | None:
 
 
 def run_names(cfg: RunConfig) -> list[str]:
-    """Evaluated runs: the baseline, MDM on the configured intervals, one study run per method."""
-    return ["baseline", "mdm", *(f"study_{m}" for m in cfg.intervals.study.methods)]
+    """Evaluated runs: the baseline, MDM on the configured intervals, one study run per method,
+    and one expert-swap run per expert (the diagnostic of which expert holds MDM back)."""
+    return ["baseline", "mdm", *(f"study_{m}" for m in cfg.intervals.study.methods), *swap_runs(cfg)]
+
+
+def swap_runs(cfg: RunConfig) -> list[str]:
+    """'swap_k': MDM's final mixture with expert k's interval served by the baseline instead."""
+    return [f"swap_{k}" for k in range(1, cfg.experts.n + 1)]
 
 
 def run_recipe(run: str, cfg: RunConfig) -> tuple[str, int]:
@@ -170,6 +176,10 @@ class RunPlan:
         """The models a run routes between; MDM runs need their interval choice first."""
         if run == "baseline":
             return [self.baseline]
+        if run.startswith("swap_"):  # MDM's experts, expert k replaced by the baseline
+            models = self.models("mdm")
+            models[int(run.removeprefix("swap_")) - 1] = self.baseline
+            return models
         if run in self.baseline_runs:
             return baseline_run_models(run, self.cfg)
         if run in self.eight_runs:
@@ -203,7 +213,7 @@ class RunPlan:
     def shared_sources(self, run: str) -> list[str]:
         """The runs an end-point-only run (a study run, the reallocated run, a multi-stage
         ablation) may take models and samples from; [] for runs evaluated over their whole series."""
-        if run.startswith("study_"):
+        if run.startswith(("study_", "swap_")):
             return list(self.MAIN_RUNS)
         if run in self.ablation_runs:
             return ["baseline", "multistage"]
@@ -249,7 +259,7 @@ class RunPlan:
         sources = self.sample_sources(run)
         checkpoints = self.checkpoints(run, point) if sources else None
         for source in sources:
-            if run_routing(source, self.cfg) != run_routing(run, self.cfg):
+            if self.routing(source) != self.routing(run):
                 continue
             for source_point in self.points:
                 if self.checkpoints(source, source_point) == checkpoints:
@@ -258,3 +268,31 @@ class RunPlan:
 
     def series_samples(self, run: str) -> list[str]:
         return [self.samples(run, p) for p in self.run_points(run)]
+
+    def seed_sets(self, run: str) -> int:
+        """Sample sets at each of a run's points: sampling.seed_sets for the runs of `make run` (the
+        main runs and the interval study), whose tables give mean (sd) and paired differences;
+        one for the other targets' series (their tables take extra sets at chosen points)."""
+        spread = run in self.MAIN_RUNS or run.startswith(("study_", "swap_"))
+        return self.cfg.sampling.seed_sets if spread else 1
+
+    def routing(self, run: str) -> list[list[int]] | None:
+        """Routing intervals when they are not the models' own (``run_routing``); a swap run routes
+        MDM's intervals, the baseline serving the swapped one."""
+        if run.startswith("swap_"):
+            return [[i.lo, i.hi] for i in self.chosen_intervals(self.cfg.experts.intervals)]
+        return run_routing(run, self.cfg)
+
+    def extra_samples(self, run: str, point: int) -> str:
+        """The file of a point's sets 1 .. k-1; a source run's when it sampled the same point."""
+        shared = self.samples(run, point)
+        own = paths.samples(self.out, run, point)
+        if shared != own:  # "<out>/samples/<source>/point_<p>.npz": the source point's other sets
+            return shared.removesuffix(".npz") + "_sets.npz"
+        return paths.extra_samples(self.out, run, point)
+
+    def series_extra_samples(self, run: str) -> list[str]:
+        """Sets 1 .. k-1 of every point of a run scored with a spread; [] for one-set runs."""
+        if self.seed_sets(run) < 2:
+            return []
+        return [self.extra_samples(run, p) for p in self.run_points(run)]

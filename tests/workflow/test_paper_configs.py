@@ -129,7 +129,8 @@ def test_paper_config_dry_runs_the_dag_up_to_the_interval_checkpoints(name, tmp_
     counts["trained models"] = counts.get("train_baseline", 0) + counts.get("train_model", 0)
     expected = {"prepare_data": 1, "reference_statistics": 1,
                 "trained models": 1 + (copy not in snapshot_steps(iterations, points)), "select_intervals": methods,
-                "sample_point": 2 * points, "evaluate_series": 2 + methods, "paper_tables": 1,
+                "sample_point": 2 * points, "sample_extra_sets": 2 * points, "paper_tables": 1,
+                "evaluate_series": 2 + methods + values["experts"]["n"], "expert_swap": 1,
                 "sample_grid": 2, "interval_study": 1}
     assert {rule: counts.get(rule) for rule in expected} == expected, text[-3000:]
     assert "train_feature_net" not in counts  # Inception features need no trained classifier

@@ -36,6 +36,26 @@ def test_smoke_run_writes_tables_with_finite_numbers_from_this_run(smoke_run):
         assert "64 generated vs 64 validation images" in text and "features:" in text
 
 
+def test_make_runs_tables_carry_the_spread_over_sample_sets_and_paired_differences(smoke_run):
+    workdir, _ = smoke_run
+    out = workdir / SMOKE_OUT
+    sets = pd.read_csv(paths.series_sets(out, "mdm"))
+    assert sets.groupby("point")["seed_set"].apply(list).tolist() == [[0, 1], [0, 1]]  # smoke: 2 sets a point
+    series = pd.read_csv(paths.series(out, "mdm"))
+    assert series["fid"].tolist() == pytest.approx(sets.groupby("point")["fid"].mean().tolist())
+    quality = pd.read_csv(paths.table(out, "quality", "csv")).set_index("method")
+    assert (quality["sample sets"] == 2).all() and np.isfinite(quality["FID sd"]).all()
+    assert np.isfinite(quality.loc["ADM+MDM", ["FID - baseline", "FID - baseline se", "sFID - baseline"]]).all()
+    assert "paper's claim (MDM lower than its baseline)" in (out / "tables/quality.md").read_text()
+    study = pd.read_csv(paths.table(out, "interval_study", "csv"))
+    assert (study["sample sets"] == 2).all() and np.isfinite(study["FID sd"]).all()
+    swap = pd.read_csv(paths.table(out, "expert_swap", "csv"))
+    assert swap["expert"].tolist() == [1, 2, 3]
+    assert np.isfinite(swap[["FID change", "FID change se", "held-out loss, expert", "held-out loss, baseline"]]).all().all()
+    for ext in ("png", "pdf"):
+        assert (out / "figures" / f"expert_swap.{ext}").stat().st_size > 1000
+
+
 def test_smoke_run_writes_figures_as_png_and_pdf(smoke_run):
     workdir, _ = smoke_run
     out = workdir / SMOKE_OUT / "figures"
@@ -77,7 +97,9 @@ def test_dry_run_of_the_default_config_lists_the_dag_up_to_the_interval_checkpoi
     for rule, count in (("prepare_data", 1), ("train_feature_net", 1), ("reference_statistics", 1),
                         ("train_baseline", 2), ("select_intervals", methods),
                         # study points wait for the checkpoints: their samples may be a main run's
-                        ("sample_point", 2 * points), ("evaluate_series", 2 + methods),
+                        ("sample_point", 2 * points), ("sample_extra_sets", 2 * points),
+                        # ... and so do the expert-swap runs' (one per expert)
+                        ("evaluate_series", 2 + methods + cfg["experts"]["n"]), ("expert_swap", 1),
                         ("paper_tables", 1), ("sample_grid", 2), ("interval_study", 1)):
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-2000:])
     assert "checkpoint jobs" in text
@@ -210,7 +232,7 @@ def test_changing_a_setting_reruns_the_jobs_that_read_it_and_no_others(smoke_run
     """Config sections reach the rules as plain params (Snakemake ignores dataclass params)."""
     workdir = tmp_path / "workflow"
     copy_smoke_run(smoke_run[0], workdir)
-    (workdir / "rule.yaml").write_text("convergence: {max_change: 0.5}\n")
+    (workdir / "rule.yaml").write_text("convergence: {max_change: 0.5 sd}\n")
     plan = snakemake(workdir, "--configfile", "configs/smoke.yaml", "rule.yaml", "-n").stdout
     assert "paper_tables" in plan and "train_baseline" not in plan and "sample_point" not in plan
     (workdir / "model.yaml").write_text("model: {dropout: 0.2}\n")

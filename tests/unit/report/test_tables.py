@@ -49,13 +49,14 @@ def test_best_point_is_the_first_point_reaching_the_lowest_fid():
 def test_quality_table_picks_each_runs_best_fid_row():
     table = quality_table(paper_like_series())
     assert list(table["method"]) == ["ADM", "ADM+MDM"]
-    baseline, mdm = table.to_dict("records")
+    baseline, mdm = ({k: v for k, v in row.items() if not k.endswith(" sd")} for row in table.to_dict("records"))
     assert baseline == {"method": "ADM", "FID": 15.0, "sFID": 115.0, "precision": pytest.approx(0.3),
-                        "recall": pytest.approx(0.15), "point": 3, "steps": 300, "num_samples": 500,
+                        "recall": pytest.approx(0.15), "sample sets": 1, "point": 3, "steps": 300, "num_samples": 500,
                         "num_reference": 500, "features": FEATURES}
     assert mdm == {"method": "ADM+MDM", "FID": 12.0, "sFID": 112.0, "precision": pytest.approx(0.4),
-                   "recall": pytest.approx(0.2), "point": 4, "steps": 400, "num_samples": 500,
+                   "recall": pytest.approx(0.2), "sample sets": 1, "point": 4, "steps": 400, "num_samples": 500,
                    "num_reference": 500, "features": FEATURES}
+    assert table["FID sd"].isna().all()  # one sample set: no spread
 
 
 def test_markdown_table_renders_nan_as_dash_and_one_row_per_record():
@@ -121,3 +122,32 @@ def test_image_grid_leaves_missing_cells_white():
     grid = image_grid(images, 2)
     assert (grid[1:3, 1:3] == 0).all() and (grid[1:3, 4:6] == 0).all()
     assert (grid[4:6, 1:6] == 255).all()
+
+
+def sets_frame(run, fids_by_point):
+    """One row per point and sample set; sFID = FID + 100 as in series_frame."""
+    rows = [{"run": run, "point": p + 1, "seed_set": s, "fid": f, "sfid": f + 100, "precision": 0.5, "recall": 0.5,
+             "num_samples": 500, "num_reference": 500, "feature_network": FEATURES, "steps": 100 * (p + 1),
+             "wct_seconds": 1.0, "tc_seconds": 1.0}
+            for p, fids in enumerate(fids_by_point) for s, f in enumerate(fids)]
+    return pd.DataFrame(rows)
+
+
+def test_the_quality_table_gives_the_spread_and_the_paired_difference_at_the_best_points():
+    from mdmlib.metrics.series import point_means
+    from mdmlib.studies.main import quality_verdicts
+
+    sets = {"baseline": sets_frame("baseline", [[3.0, 3.2, 2.8], [1.0, 1.2, 0.8]]),
+            "mdm": sets_frame("mdm", [[0.9, 1.0, 0.8], [2.0, 2.0, 2.0]])}
+    series = {run: point_means(df) for run, df in sets.items()}
+    assert series["baseline"]["fid"].tolist() == pytest.approx([3.0, 1.0])
+    assert series["baseline"]["fid_sd"].tolist() == pytest.approx([0.2, 0.2]) and series["mdm"]["seed_sets"].eq(3).all()
+    table = quality_table(series, sets).set_index("method")
+    mdm = table.loc["ADM+MDM"]
+    assert (mdm["point"], table.loc["ADM", "point"]) == (1, 2)  # best points, on the mean
+    assert mdm["FID"] == pytest.approx(0.9) and mdm["FID sd"] == pytest.approx(0.1)
+    # set by set: 0.9 - 1.0, 1.0 - 1.2, 0.8 - 0.8 = -0.1, -0.2, 0.0: mean -0.1, se 0.1 / sqrt(3)
+    assert mdm["FID - baseline"] == pytest.approx(-0.1) and mdm["FID - baseline se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert math.isnan(table.loc["ADM", "FID - baseline"])
+    verdicts = quality_verdicts(series, sets)
+    assert verdicts["FID"].startswith("undecided")  # -0.1 is within 2 se (0.115)

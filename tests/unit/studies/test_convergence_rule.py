@@ -81,3 +81,48 @@ def test_when_no_expert_converged_nothing_changes():
 def test_a_convergence_step_outside_the_budget_is_refused(converged):
     with pytest.raises(ValueError, match="outside the budget"):
         reallocate_budgets([300, 300], converged)
+
+
+# ------------------------------------------------ thresholds in multiples of the measured spread
+
+NOISY_PLATEAU = [5.0, 2.0, 1.0, 0.9, 0.95, 0.92]  # a plateau from point 3, wobbling by up to 0.1
+SDS = [0.5, 0.3, 0.2, 0.2, 0.2, 0.2]  # the FID's sd between sample sets at each point
+
+
+def test_a_rule_in_sd_fires_on_a_plateau_whose_wobble_is_within_the_spread():
+    in_sd = ConvergenceRule(max_change=1.0, consecutive=3, max_gap_to_best=2.0, in_sd=True)
+    # changes 0.1, 0.05, 0.03 against limits of 1 x the mean sd of each pair (0.2); gap 0.1 < 2 x 0.2
+    assert convergence_index(NOISY_PLATEAU, in_sd, SDS) == 2
+    # the same wobble in FID units: 0.015 asks for far less than the noise, and never fires
+    assert convergence_index(NOISY_PLATEAU, ConvergenceRule(0.015, 3, 0.04)) is None
+    # a tenth of the spread: the plateau is no longer quiet enough
+    assert convergence_index(NOISY_PLATEAU, in_sd, [s / 10 for s in SDS]) is None
+    # the gap to the best is weighed against the point's own sd too: 0.1 above the best is more
+    # than 0.4 x 0.2, and no later point has three changes after it
+    assert convergence_index(NOISY_PLATEAU, ConvergenceRule(1.0, 3, 0.4, in_sd=True), SDS) is None
+
+
+def test_a_rule_in_sd_needs_the_spread_and_takes_a_relative_one_for_single_set_series():
+    import pandas as pd
+
+    from mdmlib.studies.convergence_rule import fid_sds, relative_fid_spread
+
+    with pytest.raises(ValueError, match="need the FID's sd"):
+        convergence_index(NOISY_PLATEAU, ConvergenceRule(1.0, 3, 2.0, in_sd=True))
+    main = pd.DataFrame({"point": [1, 2], "fid": [2.0, 1.0], "fid_sd": [0.4, 0.3]})
+    assert relative_fid_spread([main]) == pytest.approx(0.25)  # median of 0.2 and 0.3
+    single = pd.DataFrame({"point": [2, 1], "fid": [1.0, 4.0]})  # one set per point: no own sd
+    assert fid_sds(single, 0.25).tolist() == [1.0, 0.25]  # sorted by point, 0.25 x FID
+    assert fid_sds(single) is None and fid_sds(main).tolist() == [0.4, 0.3]
+
+
+def test_the_config_reads_thresholds_in_sd_and_refuses_mixed_units():
+    from mdmlib.config import load_config
+
+    rule = load_config({"convergence": {"max_change": "1 sd", "max_gap_to_best": "2.5 sd"}}).convergence.rule()
+    assert rule == ConvergenceRule(1.0, 3, 2.5, in_sd=True)
+    assert load_config({"convergence": {"max_change": 0.1}}).convergence.rule() == ConvergenceRule(0.1, 3, 0.3)
+    with pytest.raises(ValueError, match="convergence.max_gap_to_best"):
+        load_config({"convergence": {"max_change": "1 sd", "max_gap_to_best": 0.3}})
+    with pytest.raises(ValueError, match="convergence.max_change"):
+        load_config({"convergence": {"max_change": "1 fid"}})

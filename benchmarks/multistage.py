@@ -19,13 +19,13 @@ from mdmlib.models.multi_decoder import nfe_weighted_macs, stage_costs
 from mdmlib.models.registry import build_model, new_model
 from mdmlib.models.unet import encode
 from mdmlib.sampling.ddim import ddim_sample, ddim_timesteps
-from mdmlib.training.job import multi_decoder_spec
+from mdmlib.training.job import decoder_widths, multi_decoder_spec
 
 
 def _models(cfg: RunConfig, channels: int):
     torch.manual_seed(0)
     stages = intervals_from_boundaries(cfg.experts.boundaries, cfg.diffusion.timesteps)
-    multi = build_model(multi_decoder_spec(cfg, stages)).eval()
+    multi = build_model(multi_decoder_spec(cfg, stages, cfg.model.base_channels, decoder_widths(cfg, len(stages)))).eval()
     unified = new_model(cfg.model, channels, cfg.data.resolution).eval()
     return multi, unified, stages
 

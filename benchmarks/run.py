@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from benchmarks.fid_precision import fid_precision
 from benchmarks.metric_cost import metric_times, precision_recall_memory
 from benchmarks.models import model_efficiency
 from benchmarks.multistage import multistage_costs
@@ -26,14 +27,16 @@ SIZES = {
     "full": {"repeats": 3, "trainer_steps": 100, "ddim_steps": 50, "parallel_iterations": 100, "parallel_repeats": 3,
              "controls": {"compute": 1000, "memory": 100}, "metric_n": 10000,
              "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5,
-             "startup_repeats": 3, "multistage": {"batch": 128, "ddim_steps": 50, "train_steps": 10}},
+             "startup_repeats": 3, "multistage": {"batch": 128, "ddim_steps": 50, "train_steps": 10},
+             "fid_precision": {"counts": (250, 500, 1000), "sets": 5}},
     "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1,
               "controls": {"compute": 20, "memory": 2}, "metric_n": 200,
               "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1,
-              "startup_repeats": 1, "multistage": {"batch": 8, "ddim_steps": 3, "train_steps": 1}},
+              "startup_repeats": 1, "multistage": {"batch": 8, "ddim_steps": 3, "train_steps": 1},
+              "fid_precision": {"counts": (8, 16), "sets": 2}},
 }
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
-         "precision_recall_memory", "model_efficiency", "multistage_costs")
+         "precision_recall_memory", "model_efficiency", "multistage_costs", "fid_precision")
 
 
 def benchmarks(cfg, args, train_path: Path) -> dict:
@@ -56,6 +59,7 @@ def benchmarks(cfg, args, train_path: Path) -> dict:
         "model_efficiency": lambda: model_efficiency(cfg.model, channels, res, cfg.training.batch_size,
                                                      s["model_steps"], s["repeats"]),
         "multistage_costs": lambda: multistage_costs(cfg, channels, repeats=s["repeats"], **s["multistage"]),
+        "fid_precision": lambda: fid_precision(cfg, run_dir, **s["fid_precision"]),
     }
 
 

@@ -168,7 +168,7 @@ class SamplingConfig:
 class FeatureNetConfig:
     width: int = 32  # channels of the first conv layer
     feature_dim: int = 64  # pool feature size (FID, precision, recall)
-    spatial_channels: int = 7  # first channels of the intermediate map kept for sFID
+    spatial_channels: int = 2  # first channels of the intermediate map kept for sFID (keep C x H x W well below the samples)
     epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 1e-3

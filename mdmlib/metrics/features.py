@@ -28,7 +28,7 @@ from mdmlib.core.images import to_model_range
 from mdmlib.core.io import atomic_write
 
 FORMAT = "mdmlib.feature_net/v1"
-MAX_SPATIAL_SIZE = 8  # the sFID map is the first stage at most 8 x 8: 448-d for 7 channels
+MAX_SPATIAL_SIZE = 8  # the sFID map is the first stage at most 8 x 8: 128-d for 2 channels
 
 
 def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -41,7 +41,7 @@ def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 def spatial_map_size(resolution: int) -> int:
     """Side of the sFID map: the input halved (stride-2 convs, rounding up) until it is <= 8.
 
-    8 -> 8, 16 -> 8, 28 -> 7, 32 -> 8, 64 -> 8: the sFID dimension stays near 8*8*7 = 448
+    8 -> 8, 16 -> 8, 28 -> 7, 32 -> 8, 64 -> 8: the sFID dimension stays at most 8*8*spatial_channels
     whatever the resolution, so a few thousand samples estimate its covariance.
     """
     size = resolution
@@ -230,7 +230,7 @@ def train_feature_net(
 
 
 def feature_network_name(info: dict, dataset: str | None = None) -> str:
-    """Short description for table captions, e.g. "classifier CNN (digits labels, 64-d pool, 448-d spatial)"."""
+    """Short description for table captions, e.g. "classifier CNN (digits labels, 64-d pool, 128-d spatial)"."""
     sizes = f"{info['feature_dim']}-d pool, {info['spatial_dim']}-d spatial"
     if info["task"] == "classification":
         source = f"{dataset} labels" if dataset else f"{info['num_classes']}-class labels"

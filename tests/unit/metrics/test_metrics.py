@@ -186,7 +186,7 @@ FAST = FeatureNetConfig(epochs=10, batch_size=64, learning_rate=2e-3, seed=0)
 @pytest.fixture(scope="module")
 def digits_net():
     images, labels = _digits()
-    train, val = slice(0, 1000), slice(1000, None)  # 797 validation images: more than the 448 sFID dims
+    train, val = slice(0, 1000), slice(1000, None)  # 797 validation images: more than the 128 sFID dims
     net, info = train_feature_net(FAST, images[train], labels[train], images[val], labels[val], log=_quiet)
     return net, info, images[train], images[val]
 
@@ -198,9 +198,9 @@ def test_classifier_learns_digits(digits_net):
     assert info["epochs"] == FAST.epochs and info["num_val"] == len(val)
     assert not net.training
     pool, spatial = extract_features(net, val[:5])
-    assert pool.shape == (5, 64) and spatial.shape == (5, 8 * 8 * 7)
+    assert pool.shape == (5, 64) and spatial.shape == (5, 8 * 8 * 2)
     assert pool.dtype == spatial.dtype == np.float64
-    assert feature_network_name(info, "digits") == "classifier CNN (digits labels, 64-d pool, 448-d spatial)"
+    assert feature_network_name(info, "digits") == "classifier CNN (digits labels, 64-d pool, 128-d spatial)"
 
 
 def test_training_is_deterministic_and_logs_every_epoch():

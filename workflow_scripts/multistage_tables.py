@@ -11,7 +11,8 @@ from mdmlib.studies.multistage import model_costs, write_multistage_study
 
 cfg = load_config(snakemake.config)
 runs, models = snakemake.params.runs, snakemake.params.models
-series = {run: pd.read_csv(path) for run, path in zip(runs, snakemake.input.series)}
+sets = {run: pd.read_csv(path) for run, path in zip(runs, snakemake.input.series)}
+series = {run: df[df["seed_set"] == 0].reset_index(drop=True) for run, df in sets.items()}  # one set a point, alike
 timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
 costs = model_costs(dict(zip(sum(models.values(), []), snakemake.input.checkpoints)), models["multistage"][0],
                     models["baseline"][0], cfg.diffusion.timesteps, cfg.sampling.steps)

@@ -122,7 +122,7 @@ def swap_figure(table: pd.DataFrame, losses: pd.DataFrame, expert_names: Sequenc
               color=[f"C{k}" for k in range(len(table))], capsize=4)
     right.axhline(0, color="k", lw=0.8)
     right.set_xticks(table["expert"], [f"{int(e)}: {i}" for e, i in zip(table["expert"], table["interval"])])
-    right.set_ylabel("FID change, baseline serving the interval (2 se)")
+    right.set_ylabel("FID change when ADM serves it (2 se)")
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, png_path)

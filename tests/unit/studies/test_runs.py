@@ -113,3 +113,24 @@ def test_the_multi_stage_ablations_train_only_what_the_main_models_snapshots_do_
     assert plan.models("split1") == ["ms_t0-300-700-1000_e16_d64-32-16_i1200"]
     assert plan.checkpoints("split3", 6) == ["out/models/ms_t0-300-700-1000_e48_d32-16-16_i1200/point_6.pt"]
     assert plan.run_points("split3") == [6] and plan.samples("split3", 6) == "out/samples/split3/point_6.npz"
+
+
+def test_make_runs_runs_take_every_set_and_reuse_a_source_points_other_sets():
+    plan = default_plan()
+    assert plan.seed_sets("baseline") == plan.seed_sets("study_snr") == plan.seed_sets("swap_1") == 5
+    assert plan.seed_sets("base_p2w") == plan.seed_sets("expert8_1") == plan.seed_sets("multistage") == 1
+    # the paper split's study point is MDM's point 2: both its set 0 and its other sets are MDM's
+    assert plan.series_extra_samples("study_paper") == ["out/samples/mdm/point_2_sets.npz"]
+    assert plan.series_extra_samples("mdm")[0] == "out/samples/mdm/point_1_sets.npz"
+    assert plan.series_extra_samples("base_p2w") == []
+
+
+def test_a_swap_run_serves_one_experts_interval_by_the_baseline():
+    plan = default_plan()
+    assert plan.models("swap_3") == ["t0-100_i240", "t100-800_i1680", "t0-1000_i2400"]
+    assert plan.routing("swap_3") == [[0, 100], [100, 800], [800, 1000]]
+    assert plan.run_points("swap_3") == [6]
+    assert plan.checkpoints("swap_1", 6) == ["out/models/t0-1000_i2400/point_6.pt",
+                                             "out/models/t100-800_i1680/point_6.pt",
+                                             "out/models/t800-1000_i480/point_6.pt"]
+    assert plan.samples("swap_1", 6) == "out/samples/swap_1/point_6.npz"  # its own routing: its own samples

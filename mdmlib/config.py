@@ -406,8 +406,42 @@ def _check_consistency(cfg: RunConfig) -> None:
     if sd_value(cfg.convergence.max_change)[1] != sd_value(cfg.convergence.max_gap_to_best)[1]:
         raise ValueError("config key 'convergence.max_gap_to_best': give both thresholds in FID or both in sd "
                          f"(max_change is {cfg.convergence.max_change!r})")
+    _check_data_and_sampling(cfg)
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
         raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
+
+
+LOCAL_DATASETS = ("cifar10", "fashion_mnist", "image_folder")  # read from data.root
+DIGITS_IMAGES = 1797  # scikit-learn's digits, all of them (no test split)
+
+
+def _check_data_and_sampling(cfg: RunConfig) -> None:
+    """What the config alone can tell about the data, the sampler and the metrics."""
+    data = cfg.data
+    if data.dataset in LOCAL_DATASETS:
+        if not data.root:
+            raise ValueError(f"config key 'data.root': the {data.dataset} dataset is read from a local folder; "
+                             "set data.root to it")
+        can_download = data.dataset == "cifar10" and data.download
+        if not can_download and not Path(data.root).expanduser().exists():
+            raise ValueError(f"config key 'data.root': {data.root} does not exist (relative paths are read from "
+                             f"the working directory{'' if data.dataset != 'cifar10' else '; data.download: true fetches CIFAR-10'})")
+    if data.dataset == "digits" and data.val_size >= DIGITS_IMAGES:
+        raise ValueError(f"config key 'data.val_size': {data.val_size} of the digits' {DIGITS_IMAGES} images "
+                         "leaves none to train on")
+    if cfg.sampling.steps > cfg.diffusion.timesteps:
+        raise ValueError(f"config key 'sampling.steps': {cfg.sampling.steps} DDIM steps for "
+                         f"{cfg.diffusion.timesteps} timesteps")
+    if cfg.metrics.pr_k >= cfg.sampling.num_samples:
+        raise ValueError(f"config key 'metrics.pr_k': the k-th neighbour among {cfg.sampling.num_samples} samples "
+                         "(sampling.num_samples) needs k below it")
+    references = data.max_val or (data.val_size if data.dataset in ("digits", "image_folder") else None)
+    if references is not None and cfg.metrics.pr_k >= references:
+        raise ValueError(f"config key 'metrics.pr_k': the k-th neighbour among {references} validation images "
+                         "needs k below it")
+    if cfg.training.eval_points > cfg.training.baseline_iterations:
+        raise ValueError(f"config key 'training.eval_points': {cfg.training.eval_points} evaluation points in "
+                         f"{cfg.training.baseline_iterations} iterations (training.baseline_iterations)")
 
 
 def _check_widths(key: str, widths, cfg: RunConfig) -> None:

@@ -90,14 +90,33 @@ BAD = [
     ("multistage.ablation_iterations", 0),
     ("sampling.seed_sets", 1),  # a spread needs two sets
     ("baselines.sampling_seeds", 3),  # now sampling.seed_sets
+    ("data.root", None, {"data.dataset": "cifar10"}),  # CIFAR-10 is read from a local folder
+    ("data.root", "no/such/folder", {"data.dataset": "image_folder"}),
+    ("data.val_size", 1797),  # the digits' every image
+    ("sampling.steps", 1001),  # more DDIM steps than timesteps
+    ("metrics.pr_k", 500),  # the k-th neighbour among 500 samples
+    ("metrics.pr_k", 64, {"data.max_val": 64, "sampling.num_samples": 100}),  # ... among 64 references
+    ("training.eval_points", 3000),  # more points than iterations
+    ("convergence.max_change", "1 fid"),
+    ("convergence.max_gap_to_best", 0.3, {"convergence.max_change": "1 sd"}),  # mixed units
+    ("multistage.stage_count_intervals", "by_eye"),
 ]
 
 
-@pytest.mark.parametrize("key,value", BAD, ids=[f"{k}={v}" for k, v in BAD])
-def test_bad_values_raise_naming_the_dotted_key(key, value):
+@pytest.mark.parametrize("case", BAD, ids=[f"{c[0]}={c[1]}" for c in BAD])
+def test_bad_values_raise_naming_the_dotted_key(case):
+    """Each case: (key, bad value[, the other values that make it bad])."""
+    key, value, *context = case
+    values = base_values()
+    for other, other_value in (context[0] if context else {}).items():
+        values = set_key(values, other, other_value)
     with pytest.raises(ValueError) as err:
-        load_config(set_key(base_values(), key, value))
+        load_config(set_key(values, key, value))
     assert f"config key '{key}" in str(err.value)  # schema errors may add an item index: 'experts.boundaries.0'
+
+
+def test_the_battery_holds_at_least_thirty_broken_configs():
+    assert len(BAD) >= 30 and len({(c[0], str(c[1])) for c in BAD}) == len(BAD)
 
 
 @pytest.mark.parametrize("key", ["training.batch_size", "sampling.grid_size", "experts.boundaries"])

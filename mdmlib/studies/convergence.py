@@ -25,6 +25,7 @@ from mdmlib.studies.convergence_rule import (
     ConvergenceRule,
     convergence_index,
     fid_sds,
+    why_not_converged,
     reallocate_budgets,
 )
 from mdmlib.training.job import parse_model_name
@@ -265,6 +266,9 @@ def table2(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence
         for name, i in points.items():
             row[f"{name} point"] = None if i is None else int(df["point"].iloc[i])
         row["best FID"] = float(df["fid"].min())
+        sds = fid_sds(df, relative_spread) if rule.in_sd else None
+        row["not converged because"] = ("" if points["converged"] is not None
+                                        else why_not_converged(df["fid"].to_numpy(dtype=float), rule, sds))
         rows.append(row)
     table = pd.DataFrame(rows)
     for name in ("converged", "best score", "baseline equivalent"):

@@ -59,6 +59,24 @@ def convergence_index(fids: Sequence[float], rule: ConvergenceRule = Convergence
     return None
 
 
+def why_not_converged(fids: Sequence[float], rule: ConvergenceRule, sds: Sequence[float] | None = None) -> str:
+    """Why the rule did not fire, from the last window it could test: each of its FID changes
+    against its limit, and the window start's gap to the best against its limit."""
+    fids = np.asarray(fids, dtype=float)
+    if len(fids) <= rule.consecutive:
+        return f"{len(fids)} points: the rule needs more than {rule.consecutive}"
+    i = len(fids) - rule.consecutive - 1
+    if rule.in_sd:
+        sd = np.asarray(sds, dtype=float)
+        changes = [rule.max_change * (sd[j] + sd[j + 1]) / 2 for j in range(i, i + rule.consecutive)]
+        gap_limit = rule.max_gap_to_best * sd[i]
+    else:
+        changes, gap_limit = [rule.max_change] * rule.consecutive, rule.max_gap_to_best
+    moves = np.abs(np.diff(fids))[i:i + rule.consecutive]
+    return (f"last changes {', '.join(f'{m:.3g}' for m in moves)} against limits "
+            f"{', '.join(f'{c:.3g}' for c in changes)}; gap to best {fids[i] - fids.min():.3g} against {gap_limit:.3g}")
+
+
 def fid_sds(series, relative_spread: float | None = None) -> np.ndarray | None:
     """The FID's sd at each point of a series (sorted by point): its own, measured over its
     sample sets, or else ``relative_spread`` x its FID (a spread measured on other runs, as a

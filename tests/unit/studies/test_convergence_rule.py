@@ -126,3 +126,15 @@ def test_the_config_reads_thresholds_in_sd_and_refuses_mixed_units():
         load_config({"convergence": {"max_change": "1 sd", "max_gap_to_best": 0.3}})
     with pytest.raises(ValueError, match="convergence.max_change"):
         load_config({"convergence": {"max_change": "1 fid"}})
+
+
+def test_a_rule_that_does_not_fire_says_which_limit_the_last_window_missed():
+    from mdmlib.studies.convergence_rule import why_not_converged
+
+    in_sd = ConvergenceRule(max_change=1.0, consecutive=3, max_gap_to_best=2.0, in_sd=True)
+    falling = [5.0, 3.0, 2.0, 1.5, 1.0, 0.5]
+    assert convergence_index(falling, in_sd, SDS) is None
+    text = why_not_converged(falling, in_sd, SDS)
+    # the window from point 3: changes 0.5, 0.5, 0.5 against 1 x mean sd 0.2; gap 1.5 against 2 x 0.2
+    assert text == "last changes 0.5, 0.5, 0.5 against limits 0.2, 0.2, 0.2; gap to best 1.5 against 0.4"
+    assert why_not_converged([1.0, 0.9], in_sd, SDS[:2]).startswith("2 points")

@@ -25,8 +25,8 @@ from mdmlib.studies.convergence_rule import (
     ConvergenceRule,
     convergence_index,
     fid_sds,
-    why_not_converged,
     reallocate_budgets,
+    why_not_converged,
 )
 from mdmlib.training.job import parse_model_name
 

@@ -184,6 +184,9 @@ class MetricsConfig:
     pr_k: int = 3  # nearest neighbour of the precision/recall radius
     block_size: int = 10000  # rows/cols per distance block
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+    # the images the samples are compared with: validation (the MDM paper's), training (the ADM
+    # evaluator's) or both; `make bench`'s fid_precision measures the spread each gives
+    reference: str = "validation"
 
     def __post_init__(self):
         # At config load, so a missing weights file stops the run before any job starts.
@@ -436,7 +439,7 @@ def _check_data_and_sampling(cfg: RunConfig) -> None:
         raise ValueError(f"config key 'metrics.pr_k': the k-th neighbour among {cfg.sampling.num_samples} samples "
                          "(sampling.num_samples) needs k below it")
     references = data.max_val or (data.val_size if data.dataset in ("digits", "image_folder") else None)
-    if references is not None and cfg.metrics.pr_k >= references:
+    if cfg.metrics.reference == "validation" and references is not None and cfg.metrics.pr_k >= references:
         raise ValueError(f"config key 'metrics.pr_k': the k-th neighbour among {references} validation images "
                          "needs k below it")
     if cfg.training.eval_points > cfg.training.baseline_iterations:

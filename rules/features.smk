@@ -25,8 +25,11 @@ rule reference_statistics:
     input:
         unpack(feature_net_input),
         val=rules.prepare_data.output.val,
+        train=rules.prepare_data.output.train,
     output:
         paths.reference_statistics(OUT),
+    params:
+        reference=CFG.metrics.reference,
     threads: 2
     resources:
         gpu=int(INCEPTION),

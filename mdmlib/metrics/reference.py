@@ -70,13 +70,22 @@ def _as_extractor(net) -> FeatureExtractor:
 
 
 
+def reference_images(reference: str, val: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The images of ``metrics.reference``: 'validation', 'training' or 'both'."""
+    choices = {"validation": val, "training": train, "both": np.concatenate([val, train])}
+    if reference not in choices:
+        raise ValueError(f"config key 'metrics.reference': {reference!r}; expected one of {sorted(choices)}")
+    return choices[reference]
+
+
 def compute_reference(
     extractor: FeatureExtractor | FeatureNet, images_uint8: np.ndarray, out_path: str | Path,
-    feature_network: str | None = None, batch_size: int = 500, device: str = "cpu",
+    feature_network: str | None = None, batch_size: int = 500, device: str = "cpu", split: str = "validation",
 ) -> None:
     """Reference step: features and statistics of the dataset images, cached to ``out_path`` (.npz).
 
-    ``feature_network`` (default: the extractor's name) is stored to label the statistics.
+    ``feature_network`` (default: the extractor's name) is stored to label the statistics, and
+    ``split`` to name the images in the tables' captions.
     """
     extractor = _as_extractor(extractor)
     feature_network = extractor.name if feature_network is None else feature_network
@@ -92,6 +101,7 @@ def compute_reference(
         spatial_sigma=spatial_sigma,
         num_reference=np.int64(len(pool)),
         feature_network=np.str_(feature_network),
+        reference_split=np.str_(split),
     )
 
 
@@ -100,8 +110,10 @@ def load_reference(path: str | Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as npz:
             ref = {key: npz[key] for key in REFERENCE_KEYS}
+            split = str(npz["reference_split"]) if "reference_split" in npz.files else "validation"
         ref["num_reference"] = int(ref["num_reference"])
         ref["feature_network"] = str(ref["feature_network"])
+        ref["reference_split"] = split
     except Exception as err:  # BadZipFile, EOFError, KeyError, OSError ... all mean "not a reference"
         raise ValueError(f"{path}: not a readable reference-statistics file ({type(err).__name__}: {err})") from err
     if not _reference_shapes_agree(ref):

@@ -50,6 +50,7 @@ def evaluate_series(run: str, sample_paths: Sequence[str | Path], feature_net_pa
                 seconds = samples["checkpoint_seconds"]
                 rows.append({
                     "run": run, "point": point, "seed_set": seed_set, **result.to_dict(),
+                    "reference": reference["reference_split"],
                     "steps": " ".join(str(int(s)) for s in samples["checkpoint_steps"]),
                     "fraction_of_budget": float(np.mean(samples["checkpoint_steps"] / samples["checkpoint_iterations"])),
                     "total_steps": int(samples["checkpoint_steps"].sum()),

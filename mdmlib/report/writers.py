@@ -25,12 +25,13 @@ from mdmlib.studies.reallocation import write_reallocation_tables
 
 def metric_setting(series: dict[str, pd.DataFrame]) -> str:
     """'<feature network>, N generated vs M reference images' (equal for every run, checked)."""
-    settings = {(r["feature_network"], int(r["num_samples"]), int(r["num_reference"]))
+    settings = {(r["feature_network"], int(r["num_samples"]), int(r["num_reference"]), r.get("reference", "validation"))
                 for df in series.values() for _, r in df.iterrows()}
     if len(settings) != 1:
         raise ValueError(f"runs were scored in different settings {settings}: their FIDs are not comparable")
-    network, n, m = settings.pop()
-    return f"features: {network}; {n} generated vs {m} validation images"
+    network, n, m, reference = settings.pop()
+    images = {"both": "training and validation"}.get(reference, reference)
+    return f"features: {network}; {n} generated vs {m} {images} images"
 
 
 def write_paper_tables(series: dict[str, pd.DataFrame], run_models: dict[str, list[str]],

@@ -100,6 +100,7 @@ BAD = [
     ("convergence.max_change", "1 fid"),
     ("convergence.max_gap_to_best", 0.3, {"convergence.max_change": "1 sd"}),  # mixed units
     ("multistage.stage_count_intervals", "by_eye"),
+    ("metrics.reference", "test"),  # validation, training or both
 ]
 
 

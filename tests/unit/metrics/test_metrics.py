@@ -319,3 +319,17 @@ def test_evaluate_samples_against_own_reference_and_noise(digits_net, tmp_path):
     assert noise.precision < real.precision - 0.2 and noise.recall < 0.5 * real.recall
     with pytest.raises(ValueError, match="computed with"):
         evaluate_samples(net, ref, val, "some other network")
+
+
+def test_the_reference_is_the_split_the_config_names_and_says_so(digits_net, tmp_path):
+    from mdmlib.metrics.reference import reference_images
+
+    net, info, train, val = digits_net
+    assert reference_images("training", val, train) is train and reference_images("validation", val, train) is val
+    both = reference_images("both", val, train)
+    assert len(both) == len(val) + len(train)
+    compute_reference(net, both, tmp_path / "both.npz", "net", split="both")
+    ref = load_reference(tmp_path / "both.npz")
+    assert ref["reference_split"] == "both" and ref["num_reference"] == len(both)
+    with pytest.raises(ValueError, match="metrics.reference"):
+        reference_images("test", val, train)

@@ -8,6 +8,7 @@ rule multistage_tables:
     input:
         # every point's set 0: the baseline is scored on more sets in `make run`, the others on one
         series=[paths.series_sets(OUT, run) for run in MULTISTAGE_TABLE_RUNS],
+        spread=paths.seed_spread(OUT, "multistage"),  # its best point on sampling.seed_sets sets
         timings=lambda wc: [paths.timing_csv(OUT, m) for run in MULTISTAGE_TABLE_RUNS for m in run_models(run)],
         checkpoints=lambda wc: [checkpoint_file(m, POINTS[-1]) for run in MULTISTAGE_TABLE_RUNS
                                 for m in run_models(run)],

@@ -46,7 +46,8 @@ def test_tables_and_figure_hold_finite_numbers_at_equal_iterations(multistage_ru
         assert stages.loc[f"stage {k}", "parameters (M)"] == pytest.approx(
             stages.loc["encoder (shared)", "parameters (M)"] + stages.loc[f"decoder {k}", "parameters (M)"])
     caption = (out / "tables" / "multistage_table5_training_cost.md").read_text()
-    assert "paper's claim" in caption and ("holds" in caption or "does not hold" in caption)
+    assert "paper's claim" in caption and any(v in caption for v in ("holds", "does not hold", "undecided"))
+    assert "over 2 sample sets" in caption  # decided on the best points' seed sets, not on one set
     for ext in ("png", "pdf"):
         assert (out / "figures" / f"multistage_fig1d_fid_vs_iterations.{ext}").stat().st_size > 1000
 

@@ -59,3 +59,21 @@ def test_tables_put_the_metrics_on_each_models_total_row_and_decide_the_claims(t
     assert verdicts["table9"].startswith("holds") and verdicts["table7"].startswith("holds")
     assert "Paper's claim (its 3 stages best; here the main model's 2): holds" in (tmp_path / "table9.md").read_text()
     assert pd.read_csv(tmp_path / "table7.csv")["split"].tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+
+
+def test_the_table5_claim_is_decided_on_the_best_points_seed_sets():
+    from mdmlib.studies.multistage import claim_verdict
+
+    def series(fids, steps):
+        return pd.DataFrame({"point": range(1, len(fids) + 1), "fid": fids, "total_steps": steps})
+
+    runs = {"multistage": series([0.9, 0.6, 0.7], [10, 20, 30]), "baseline": series([1.0, 0.8, 0.65], [10, 20, 30])}
+    # on set 0 alone multi-stage is better (0.6 < 0.65) and sooner (20 <= 30) ...
+    assert "holds here on one sample set" in claim_verdict(runs)
+    # ... but over three sets the difference swings both ways: undecided
+    spreads = {"multistage": scores([0.6, 0.9, 0.5]), "baseline": scores([0.65, 0.6, 0.7])}
+    assert "undecided" in claim_verdict(runs, spreads)
+    steady = {"multistage": scores([0.60, 0.61, 0.62]), "baseline": scores([0.70, 0.72, 0.71])}
+    assert ": holds (" in claim_verdict(runs, steady)
+    later = {"multistage": series([0.9, 0.7, 0.6], [10, 20, 30]), "baseline": series([1.0, 0.65, 0.8], [10, 20, 30])}
+    assert "does not hold" in claim_verdict(later, steady) and "not in fewer iterations" in claim_verdict(later, steady)

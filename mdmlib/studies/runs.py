@@ -254,8 +254,9 @@ class RunPlan:
             return ["mdm"]
         return self.shared_sources(run)
 
-    def samples(self, run: str, point: int) -> str:
-        """A point whose checkpoints and routing are another run's point reuses its samples."""
+    def sampled_as(self, run: str, point: int) -> tuple[str, int]:
+        """The (run, point) whose samples serve a point: another run's point when its checkpoints
+        and routing are the same, else the point itself."""
         sources = self.sample_sources(run)
         checkpoints = self.checkpoints(run, point) if sources else None
         for source in sources:
@@ -263,8 +264,12 @@ class RunPlan:
                 continue
             for source_point in self.points:
                 if self.checkpoints(source, source_point) == checkpoints:
-                    return paths.samples(self.out, source, source_point)
-        return paths.samples(self.out, run, point)
+                    return source, source_point
+        return run, point
+
+    def samples(self, run: str, point: int) -> str:
+        """A point's sample set 0 (``sampled_as``: another run's when it sampled the same point)."""
+        return paths.samples(self.out, *self.sampled_as(run, point))
 
     def series_samples(self, run: str) -> list[str]:
         return [self.samples(run, p) for p in self.run_points(run)]
@@ -285,11 +290,7 @@ class RunPlan:
 
     def extra_samples(self, run: str, point: int) -> str:
         """The file of a point's sets 1 .. k-1; a source run's when it sampled the same point."""
-        shared = self.samples(run, point)
-        own = paths.samples(self.out, run, point)
-        if shared != own:  # "<out>/samples/<source>/point_<p>.npz": the source point's other sets
-            return shared.removesuffix(".npz") + "_sets.npz"
-        return paths.extra_samples(self.out, run, point)
+        return paths.extra_samples(self.out, *self.sampled_as(run, point))
 
     def series_extra_samples(self, run: str) -> list[str]:
         """Sets 1 .. k-1 of every point of a run scored with a spread; [] for one-set runs."""

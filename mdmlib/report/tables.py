@@ -35,6 +35,17 @@ def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, cap
 SPREAD_LABELS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
 
 
+def spread_cells(point: pd.Series) -> dict:
+    """A series point's metrics with their sd over its sample sets (``<metric>_sd``; NaN when it
+    has one set) and how many sets, under the tables' labels."""
+    cells = {}
+    for metric, label in SPREAD_LABELS.items():
+        cells[label] = float(point[metric])
+        cells[f"{label} sd"] = float(point.get(f"{metric}_sd", math.nan))
+    cells["sample sets"] = int(point.get("seed_sets", 1))
+    return cells
+
+
 def write_spread_table(table: pd.DataFrame, csv_path: str | Path, md_path: str | Path, caption: str,
                        pairs: dict[str, str] | None = None) -> None:
     """CSV with '<m>' and '<m> sd' columns; Markdown with 'mean (sd)' cells, as the paper prints

@@ -12,7 +12,12 @@ from mdmlib.core.intervals import Interval, expert_budgets
 from mdmlib.intervals.choice import IntervalChoice
 from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.labels import method_label
-from mdmlib.report.tables import SPREAD_LABELS, write_spread_table, write_table
+from mdmlib.report.tables import (
+    SPREAD_LABELS,
+    spread_cells,
+    write_spread_table,
+    write_table,
+)
 from mdmlib.report.writers import metric_setting
 from mdmlib.studies.main import paired_to
 
@@ -59,16 +64,6 @@ def study_table(choices: dict[str, IntervalChoice], series: dict[str, pd.DataFra
         rows.append({"method": "single model (no split)", "intervals": f"(0,{T}]",
                      "iterations per expert": str(iterations), **spread_cells(b), "total iterations": iterations})
     return pd.DataFrame(rows)
-
-
-def spread_cells(point: pd.Series) -> dict:
-    """Each metric's mean and sd over the point's sample sets, and how many sets."""
-    cells = {}
-    for metric, label in SPREAD_LABELS.items():
-        cells[label] = float(point[metric])
-        cells[f"{label} sd"] = float(point.get(f"{metric}_sd", math.nan))
-    cells["sample sets"] = int(point.get("seed_sets", 1))
-    return cells
 
 
 def choices_table(choices: dict[str, IntervalChoice]) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from mdmlib.report.tables import best_point, write_table
 from mdmlib.report.verdicts import FAILS, HOLDS, Verdict, less_verdict
 from mdmlib.sampling.ddim import ddim_timesteps
 from mdmlib.studies.convergence import normalised_costs, point_steps
+from mdmlib.studies.main import shared_set_values
 from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 RUNS = ("baseline", "separate", "multistage")  # unified, one full U-Net per stage, shared encoder
@@ -84,9 +85,7 @@ def claim_verdict(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.D
         verdict = "holds" if better and sooner else "does not hold"
         return (f"paper's claim (multi-stage better FID than unified in fewer iterations) {verdict} here on one "
                 f"sample set per point: best FID {float(multi['fid']):.4g} against {float(unified['fid']):.4g}, {at}")
-    shared = sorted(set(spreads["multistage"]["seed_set"]) & set(spreads["baseline"]["seed_set"]))
-    fids = {run: spreads[run].set_index("seed_set").loc[shared, "fid"].tolist() for run in ("multistage", "baseline")}
-    lower = less_verdict("multistage", "baseline", fids)
+    lower = less_verdict("multistage", "baseline", shared_set_values(spreads, "fid"))
     if lower.verdict == HOLDS and not sooner:
         lower = Verdict(FAILS, f"{lower.reason}, but not in fewer iterations")
     return (f"paper's claim (multi-stage better FID than unified in fewer iterations): {lower.text()}; {at}")

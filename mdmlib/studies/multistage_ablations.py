@@ -16,11 +16,10 @@ import torch
 
 from mdmlib.models.macs import count_parameters, forward_macs
 from mdmlib.models.multi_decoder import MultiDecoderUNet, nfe_weighted_macs, stage_costs
-from mdmlib.report.tables import write_spread_table
+from mdmlib.report.tables import SPREAD_LABELS, write_spread_table
 from mdmlib.report.verdicts import lowest_verdict
 from mdmlib.report.writers import metric_setting
-
-METRICS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
+from mdmlib.studies.main import shared_set_values
 
 
 def part_rows(model: torch.nn.Module, timesteps: int, sampling_timesteps: Sequence[int]) -> list[dict]:
@@ -45,9 +44,9 @@ def part_rows(model: torch.nn.Module, timesteps: int, sampling_timesteps: Sequen
 
 
 def metric_cells(spread: pd.DataFrame) -> dict:
-    """Mean and sd over the sample sets of each metric."""
+    """Mean and sd over the sample sets of each metric (one row per set)."""
     cells = {"sample sets": len(spread)}
-    for column, label in METRICS.items():
+    for column, label in SPREAD_LABELS.items():
         cells[label] = float(spread[column].mean())
         cells[f"{label} sd"] = float(spread[column].std(ddof=1)) if len(spread) > 1 else float("nan")
     return cells
@@ -67,11 +66,6 @@ def ablation_table(key: str, rows: Mapping[str, tuple[list[dict], pd.DataFrame]]
     return pd.DataFrame(table)
 
 
-def fid_sets(spread: pd.DataFrame) -> list[float]:
-    """FID per seed set, in set order (the pairing key of the verdicts)."""
-    return spread.sort_values("seed_set")["fid"].tolist()
-
-
 def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[str], main_stages: int,
                           main_split: int | None, parts: Mapping[str, list[dict]], spreads: Mapping[str, pd.DataFrame],
                           budget: int, outputs, experiment: str) -> dict[str, str]:
@@ -84,7 +78,7 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
               f"sample sets (mean, sd); {setting}")
     verdicts = {}
     table9 = ablation_table("stages", {str(n): (parts[run], spreads[run]) for n, run in stage_runs.items()})
-    fids = {f"{n} stage{'s' * (n > 1)}": fid_sets(spreads[run]) for n, run in stage_runs.items()}
+    fids = shared_set_values({f"{n} stage{'s' * (n > 1)}": spreads[run] for n, run in stage_runs.items()}, "fid")
     claim = f"{main_stages} stage{'s' * (main_stages > 1)}"
     verdicts["table9"] = (lowest_verdict(claim, fids).text() if claim in fids and len(fids) > 1
                           else f"not tested: stage_counts lacks {main_stages} or an alternative")
@@ -93,7 +87,7 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
                 f"count (1 stage: the unified model); {common}. Paper's claim (its 3 stages best; here the main "
                 f"model's {main_stages}): {verdicts['table9']}.")
     table7 = ablation_table("split", {str(k + 1): (parts[run], spreads[run]) for k, run in enumerate(split_runs)})
-    fids = {f"split {k + 1}": fid_sets(spreads[run]) for k, run in enumerate(split_runs)}
+    fids = shared_set_values({f"split {k + 1}": spreads[run] for k, run in enumerate(split_runs)}, "fid")
     claim = None if main_split is None else f"split {main_split + 1}"
     verdicts["table7"] = (lowest_verdict(claim, fids).text() if claim and len(fids) > 1
                           else "not tested: fewer than two splits, or none is the main architecture")

@@ -108,7 +108,7 @@ def per_expert_curves(series: Sequence[pd.DataFrame], models: Sequence[str],
             "budget": budget, "point": df["point"].to_numpy(), "iteration": iteration, "fid": fids,
             **{c: df[c].to_numpy() for c in ("sfid", "precision", "recall") if c in df},
         }))
-        index = convergence_index(fids, rule, fid_sds(df, relative_spread) if rule.in_sd else None)
+        index = convergence_index(fids, rule, fid_sds(df, relative_spread, rule))
         summary.append({
             "expert": k + 1, "model": model, "interval": interval.label(), "lo": interval.lo, "hi": interval.hi,
             "budget": budget,
@@ -230,7 +230,7 @@ def key_points(df: pd.DataFrame, rule: ConvergenceRule, beat_fid: float | None,
     reached). A rule in sd reads the series' own sd, else ``relative_spread`` x FID."""
     fids = df["fid"].to_numpy(dtype=float)
     below = np.flatnonzero(fids < beat_fid) if beat_fid is not None else []
-    sds = fid_sds(df, relative_spread) if rule.in_sd else None
+    sds = fid_sds(df, relative_spread, rule)
     return {"converged": convergence_index(fids, rule, sds), "best score": int(np.argmin(fids)),
             "baseline equivalent": int(below[0]) if len(below) else None}
 
@@ -266,9 +266,9 @@ def table2(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence
         for name, i in points.items():
             row[f"{name} point"] = None if i is None else int(df["point"].iloc[i])
         row["best FID"] = float(df["fid"].min())
-        sds = fid_sds(df, relative_spread) if rule.in_sd else None
-        row["not converged because"] = ("" if points["converged"] is not None
-                                        else why_not_converged(df["fid"].to_numpy(dtype=float), rule, sds))
+        row["not converged because"] = ("" if points["converged"] is not None else
+                                        why_not_converged(df["fid"].to_numpy(dtype=float), rule,
+                                                          fid_sds(df, relative_spread, rule)))
         rows.append(row)
     table = pd.DataFrame(rows)
     for name in ("converged", "best score", "baseline equivalent"):

@@ -42,14 +42,7 @@ def convergence_index(fids: Sequence[float], rule: ConvergenceRule = Convergence
     fids = np.asarray(fids, dtype=float)
     if not np.isfinite(fids).all():
         raise ValueError("FID series holds non-finite values")
-    if rule.in_sd:
-        if sds is None or len(sds) != len(fids) or not np.isfinite(np.asarray(sds, dtype=float)).all():
-            raise ValueError("convergence thresholds in sd need the FID's sd at every point (sample sets)")
-        sd = np.asarray(sds, dtype=float)
-        change_limit, gap_limit = rule.max_change * (sd[:-1] + sd[1:]) / 2, rule.max_gap_to_best * sd
-    else:
-        change_limit = np.full(max(len(fids) - 1, 0), rule.max_change)
-        gap_limit = np.full(len(fids), rule.max_gap_to_best)
+    change_limit, gap_limit = rule_limits(rule, len(fids), sds)
     changes = np.abs(np.diff(fids))
     best = fids.min()
     for i in range(len(fids) - rule.consecutive):
@@ -66,21 +59,32 @@ def why_not_converged(fids: Sequence[float], rule: ConvergenceRule, sds: Sequenc
     if len(fids) <= rule.consecutive:
         return f"{len(fids)} points: the rule needs more than {rule.consecutive}"
     i = len(fids) - rule.consecutive - 1
-    if rule.in_sd:
-        sd = np.asarray(sds, dtype=float)
-        changes = [rule.max_change * (sd[j] + sd[j + 1]) / 2 for j in range(i, i + rule.consecutive)]
-        gap_limit = rule.max_gap_to_best * sd[i]
-    else:
-        changes, gap_limit = [rule.max_change] * rule.consecutive, rule.max_gap_to_best
-    moves = np.abs(np.diff(fids))[i:i + rule.consecutive]
+    change_limit, gap_limit = rule_limits(rule, len(fids), sds)
+    window = slice(i, i + rule.consecutive)
+    moves = np.abs(np.diff(fids))[window]
     return (f"last changes {', '.join(f'{m:.3g}' for m in moves)} against limits "
-            f"{', '.join(f'{c:.3g}' for c in changes)}; gap to best {fids[i] - fids.min():.3g} against {gap_limit:.3g}")
+            f"{', '.join(f'{c:.3g}' for c in change_limit[window])}; gap to best {fids[i] - fids.min():.3g} "
+            f"against {gap_limit[i]:.3g}")
 
 
-def fid_sds(series, relative_spread: float | None = None) -> np.ndarray | None:
+def rule_limits(rule: ConvergenceRule, points: int, sds: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The limit on each of the ``points - 1`` adjacent FID changes and on each point's gap to the
+    best: the rule's numbers, or in sd the mean sd of the two points compared and the point's own."""
+    if not rule.in_sd:
+        return np.full(max(points - 1, 0), rule.max_change), np.full(points, rule.max_gap_to_best)
+    if sds is None or len(sds) != points or not np.isfinite(np.asarray(sds, dtype=float)).all():
+        raise ValueError("convergence thresholds in sd need the FID's sd at every point (sample sets)")
+    sd = np.asarray(sds, dtype=float)
+    return rule.max_change * (sd[:-1] + sd[1:]) / 2, rule.max_gap_to_best * sd
+
+
+def fid_sds(series, relative_spread: float | None = None, rule: ConvergenceRule | None = None) -> np.ndarray | None:
     """The FID's sd at each point of a series (sorted by point): its own, measured over its
     sample sets, or else ``relative_spread`` x its FID (a spread measured on other runs, as a
-    share of the FID); None when neither is known."""
+    share of the FID); None when neither is known, or when ``rule`` is given and not in sd (it
+    then needs none)."""
+    if rule is not None and not rule.in_sd:
+        return None
     df = series.sort_values("point")
     if "fid_sd" in df and np.isfinite(df["fid_sd"].to_numpy(dtype=float)).all():
         return df["fid_sd"].to_numpy(dtype=float)

@@ -9,6 +9,7 @@ comparison of two runs must beat; the mean shows the bias small sets carry.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from benchmarks.timing import figure
 from mdmlib import paths
 from mdmlib.config import RunConfig
 from mdmlib.data.splits import load_split
-from mdmlib.metrics.reference import compute_reference, load_reference, make_extractor
+from mdmlib.metrics.reference import (
+    compute_reference,
+    load_reference,
+    make_extractor,
+    reference_images,
+)
 from mdmlib.metrics.series import evaluate_samples
 from mdmlib.sampling.points import load_samples, sample_point
 from mdmlib.training.job import baseline_model
@@ -42,14 +48,15 @@ def fid_precision(cfg: RunConfig, run_dir: str | Path, counts=(250, 500, 1000), 
     pool_size = max(counts) * sets
     # Seeds past the pipeline's sample sets (sampling.seed_sets x num_samples from sampling.seed).
     first_set = (cfg.sampling.seed_sets * cfg.sampling.num_samples) // pool_size + 1
-    sampling = type(cfg.sampling)(**{**vars(cfg.sampling), "num_samples": pool_size})
+    sampling = dataclasses.replace(cfg.sampling, num_samples=pool_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         pool_path, refs = Path(tmp) / "pool.npz", {}
         sample_point([snapshot], sampling, pool_path, torch.device(device), log=lambda s: None, seed_sets=[first_set])
         pool = load_samples(pool_path)["images"]
-        for name, images in (("validation", val), ("training", train), ("both", np.concatenate([val, train]))):
-            compute_reference(extractor, images, Path(tmp) / f"{name}.npz", device=device)
+        for name in REFERENCES:
+            compute_reference(extractor, reference_images(name, val, train), Path(tmp) / f"{name}.npz", device=device,
+                              split=name)
             refs[name] = load_reference(Path(tmp) / f"{name}.npz")
         for n in counts:
             for s in range(sets):

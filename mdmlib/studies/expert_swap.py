@@ -10,6 +10,7 @@ can be read as "the baseline's after this many steps".
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,6 +23,7 @@ from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.tables import write_spread_table
 from mdmlib.studies.main import paired_to
+from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 BINS_PER_EXPERT = 4  # held-out loss bins within each expert's interval
 
@@ -50,6 +52,40 @@ def heldout_losses(models: Mapping[str, torch.nn.Module], schedule: NoiseSchedul
                                               noise[i:i + batch_size]) for i in range(0, len(images), batch_size)]
             rows.append({"model": name, "lo": b.lo, "hi": b.hi, "loss": float(torch.cat(losses).mean())})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class HeldoutLosses:
+    losses: pd.DataFrame  # model, lo, hi, loss: each expert on its own bins, the baseline's snapshots on all
+    intervals: list[Interval]  # the experts', clean to noisy
+    expert_names: list[str]
+    expert_iterations: list[int]
+    baseline_steps: dict[str, int]  # '<name>@<step>' of each baseline snapshot -> its step
+
+    @property
+    def baseline_final(self) -> str:
+        return max(self.baseline_steps, key=self.baseline_steps.get)
+
+
+def expert_and_baseline_losses(expert_paths: Sequence[str | Path], baseline_paths: Sequence[str | Path],
+                               schedule: NoiseSchedule, images: torch.Tensor, seed: int,
+                               device: torch.device | str = "cpu") -> HeldoutLosses:
+    """Held-out losses of MDM's experts, each on its own interval's bins, and of every baseline
+    snapshot on all of them (the curve an expert's loss is read against)."""
+    experts = [load_checkpoint(p) for p in expert_paths]
+    intervals = [Interval(*c["interval"]) for c in experts]
+    bins = loss_bins(intervals)
+    frames = [heldout_losses({c["name"]: model_from_checkpoint(c).to(device)}, schedule, images,
+                             [b for owner, b in bins if owner == k], seed) for k, c in enumerate(experts)]
+    baseline_steps = {}
+    for path in baseline_paths:
+        ckpt = load_checkpoint(path)
+        name = f"{ckpt['name']}@{ckpt['step']}"
+        baseline_steps[name] = int(ckpt["step"])
+        frames.append(heldout_losses({name: model_from_checkpoint(ckpt).to(device)}, schedule, images,
+                                     [b for _, b in bins], seed))
+    return HeldoutLosses(pd.concat(frames, ignore_index=True), intervals, [c["name"] for c in experts],
+                         [int(c["iterations"]) for c in experts], baseline_steps)
 
 
 def bin_draws(bin: Interval, shape: Sequence[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:

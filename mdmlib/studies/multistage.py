@@ -72,6 +72,17 @@ def stage_cost_rows(stage_rows: Sequence[dict], nfe_weighted: float, unified: di
     return pd.DataFrame(rows)
 
 
+def set0_series_and_spreads(sets: Mapping[str, pd.DataFrame], multistage_spread: pd.DataFrame
+                            ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The comparison's series, every run on its sample set 0 (the baseline scores more sets in
+    `make run`, the others one), and the claim's scores at the best points: the multi-stage
+    model's seed spread, the baseline's sets at its best point."""
+    series = {run: df[df["seed_set"] == 0].reset_index(drop=True) for run, df in sets.items()}
+    base_point = int(best_point(series["baseline"])["point"])
+    baseline = sets["baseline"]
+    return series, {"multistage": multistage_spread, "baseline": baseline[baseline["point"] == base_point]}
+
+
 def claim_verdict(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.DataFrame] | None = None) -> str:
     """The paper's claim (multi-stage reaches a better FID than unified in fewer iterations), read
     from this run's numbers: each run's best point on its series (sample set 0), then, with

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines convergence multistage test slurm-test lint dryrun report clean bench
+.PHONY: setup run baselines convergence multistage test slurm-test lint dryrun report snakemake-report browser clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -33,13 +33,27 @@ convergence: setup
 multistage: setup
 	snakemake multistage --cores $(CORES)
 
-# The report covers `make run`, plus `make baselines` / `make convergence` once they have run.
+# One self-contained HTML page: the claims table, then `make run`'s tables and figures, then those
+# of `make baselines` / `convergence` / `multistage` once they have run (results/<dataset>/<experiment>/report.html).
 report: setup
+	snakemake report_page --cores $(CORES)
+
+# Snakemake's own interactive report of the same targets (report.html here).
+snakemake-report: setup
 	targets=all; for t in baselines convergence multistage; do \
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 
-test: setup
+# Headless Chromium for the report's browser test (Debian's package; root only). Without it
+# the test skips and says why.
+browser:
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+			|| echo "chromium could not be installed: the browser test will skip"; \
+	else echo "not root or no apt-get: chromium not installed, the browser test will skip"; fi
+
+test: setup browser
 	$(PY) -m pytest --durations=15
 
 # The SLURM profile on a one-node cluster started here (root, Debian), as CI runs it.

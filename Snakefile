@@ -19,8 +19,15 @@ include: "rules/baselines.smk"
 include: "rules/convergence.smk"
 include: "rules/multistage.smk"
 include: "rules/evaluation.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        rules.claims_table.output,
+
+
+onsuccess:
+    print(f"results: {OUT}/ (tables/, figures/, logs/); claims: {paths.table(OUT, 'claims', 'md')}; "
+          f"report: `make report` writes {paths.report_page(OUT)}")

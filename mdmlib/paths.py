@@ -144,6 +144,15 @@ def table(out: Out, name: str, ext: str) -> str:
     return f"{out}/tables/{name}.{ext}"
 
 
+def claims(out: Out, name: str) -> str:
+    """The claims a study's rule decided (``mdmlib.report.claims``); ``claims_table`` joins them."""
+    return f"{out}/claims/{name}.csv"
+
+
+def report_page(out: Out) -> str:
+    return f"{out}/report.html"
+
+
 def figure(out: Out, name: str, ext: str) -> str:
     return f"{out}/figures/{name}.{ext}"
 

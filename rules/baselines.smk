@@ -11,6 +11,7 @@ rule baseline_tables:
                              if ext == "csv" else path)
            for name in ("table1_t_sampling", "table3_baselines", "table4_hybrid") for ext in ("csv", "md")
            for path in [paths.table(OUT, name, ext)]},
+        claims=paths.claims(OUT, "baseline_tables"),
     params:
         runs=BASELINE_RUNS,
         experiment=paths.experiment_label(CFG),

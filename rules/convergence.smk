@@ -40,6 +40,7 @@ rule convergence_study:
                               ("tables", "reallocation_summary"))
            for ext in ("png", "pdf", "csv", "md") if (kind == "figures") == (ext in ("png", "pdf"))
            for path in [(paths.figure if kind == "figures" else paths.table)(OUT, name, ext)]},
+        claims=paths.claims(OUT, "convergence_study"),
     params:
         models=eight_expert_models(CFG),
         rule=trigger(CFG.convergence),

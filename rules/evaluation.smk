@@ -144,6 +144,7 @@ rule paper_tables:
         efficiency_md=paths.table(OUT, "efficiency", "md"),
         figure=report(paths.figure(OUT, "fid_vs_cost", "png"), caption="../report/fid_vs_cost.rst", category="Figures"),
         figure_pdf=paths.figure(OUT, "fid_vs_cost", "pdf"),
+        claims=paths.claims(OUT, "paper_tables"),
     params:
         runs=MAIN_RUNS,
         models=lambda wc: {run: run_models(run) for run in MAIN_RUNS},

@@ -40,6 +40,7 @@ rule interval_study:
         study_csv=report(paths.table(OUT, "interval_study", "csv"), caption="../report/interval_study.rst",
                          category="Tables"),
         study_md=paths.table(OUT, "interval_study", "md"),
+        claims=paths.claims(OUT, "interval_study"),
         intervals_csv=report(paths.table(OUT, "intervals", "csv"), caption="../report/intervals_table.rst",
                              category="Tables"),
         intervals_md=paths.table(OUT, "intervals", "md"),

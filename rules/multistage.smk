@@ -15,6 +15,7 @@ rule multistage_tables:
     output:
         **{key: report(path, caption="../report/multistage.rst", category="Multi-stage")
            if key.endswith(("_png", "_csv")) else path for key, path in output_files(MULTISTAGE_OUTPUTS).items()},
+        claims=paths.claims(OUT, "multistage_tables"),
     params:
         runs=list(MULTISTAGE_TABLE_RUNS),
         models=lambda wc: {run: run_models(run) for run in MULTISTAGE_TABLE_RUNS},
@@ -36,6 +37,7 @@ rule multistage_ablations:
     output:
         **{key: report(path, caption="../report/multistage_ablations.rst", category="Multi-stage")
            if key.endswith("_csv") else path for key, path in output_files(ABLATION_OUTPUTS).items()},
+        claims=paths.claims(OUT, "multistage_ablations"),
     params:
         runs=ABLATION_RUNS,
         stage_runs=stage_count_runs(CFG),

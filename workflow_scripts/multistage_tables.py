@@ -6,6 +6,7 @@ log_to(snakemake.log[0])
 import pandas as pd
 
 from mdmlib.config import load_config
+from mdmlib.report.claims import write_claim_results
 from mdmlib.report.writers import metric_setting
 from mdmlib.studies.multistage import (
                     model_costs,
@@ -20,5 +21,6 @@ series, spreads = set0_series_and_spreads(sets, pd.read_csv(snakemake.input.spre
 timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
 costs = model_costs(dict(zip(sum(models.values(), []), snakemake.input.checkpoints)), models["multistage"][0],
                     models["baseline"][0], cfg.diffusion.timesteps, cfg.sampling.steps)
-write_multistage_study(series, models, timings, costs, cfg.training.batch_size, snakemake.output,
-                       snakemake.params.experiment, metric_setting(series), spreads)
+claims = write_multistage_study(series, models, timings, costs, cfg.training.batch_size, snakemake.output,
+                                snakemake.params.experiment, metric_setting(series), spreads)
+write_claim_results(snakemake.output.claims, claims)

@@ -6,6 +6,7 @@ log_to(snakemake.log[0])
 import pandas as pd
 
 from mdmlib.config import load_config
+from mdmlib.report.claims import write_claim_results
 from mdmlib.report.writers import write_paper_tables
 
 cfg = load_config(snakemake.config)
@@ -14,4 +15,5 @@ sets = {run: pd.read_csv(path) for run, path in zip(snakemake.params.runs, snake
 models = snakemake.params.models
 timings = {m: pd.read_csv(path) for m, path in zip(sum(models.values(), []), snakemake.input.timings)}
 rule = cfg.convergence.rule()
-write_paper_tables(series, models, timings, rule, snakemake.output, snakemake.params.experiment, sets)
+claims = write_paper_tables(series, models, timings, rule, snakemake.output, snakemake.params.experiment, sets)
+write_claim_results(snakemake.output.claims, claims)

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mdmlib.metrics.spread import paired_difference
+from mdmlib.metrics.spread import PairedDifference, paired_difference
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 
@@ -50,3 +50,42 @@ def lowest_verdict(claimed: str, values: Mapping[str, Sequence[float]], confiden
 def less_verdict(a: str, b: str, values: Mapping[str, Sequence[float]], confidence: float = 0.95) -> Verdict:
     """The claim "``a`` is lower than ``b``" on paired sample sets."""
     return lowest_verdict(a, {a: values[a], b: values[b]}, confidence)
+
+
+def difference_verdict(diff: PairedDifference, lower: bool = True, confidence: float = 0.95) -> str:
+    """The claim "a - b is negative" (``lower``; else positive) from a paired difference: holds
+    when the difference is decided with the claimed sign, does not hold when decided with the
+    other, and is undecided within the spread."""
+    if not diff.decided(confidence):
+        return UNDECIDED
+    return HOLDS if (diff.mean < 0) == lower else FAILS
+
+
+def reached_within_verdict(diffs: Sequence[tuple[float, PairedDifference]], limit: float,
+                           confidence: float = 0.95) -> Verdict:
+    """The claim "a run passes a target (its paired difference to it turns negative) at a cost
+    below ``limit``", from ``diffs``: (cost, difference to the target) at each evaluation point.
+    It holds when some point below the limit is decided below the target, does not hold when
+    every point below the limit is decided above it (or there is none), else it is undecided."""
+    within = [(cost, d) for cost, d in diffs if cost < limit]
+    below = [(cost, d) for cost, d in within if difference_verdict(d, True, confidence) == HOLDS]
+    if below:
+        cost, d = below[0]
+        return Verdict(HOLDS, f"below the target at cost {cost:.3g} ({d.mean:+.3g}, se {d.se:.2g})")
+    if all(difference_verdict(d, True, confidence) == FAILS for _, d in within):
+        return Verdict(FAILS, f"every point below cost {limit:g} ({len(within)}) is decided above the target")
+    undecided = [cost for cost, d in within if difference_verdict(d, True, confidence) == UNDECIDED]
+    return Verdict(UNDECIDED, f"within the spread of the target at cost {', '.join(f'{c:.3g}' for c in undecided)}")
+
+
+def sooner_verdict(a: str, a_at: float | None, b: str, b_at: float | None) -> Verdict:
+    """The claim "``a`` reaches a point (converges) at a smaller cost than ``b``"; None: never
+    reached within the run. Neither reaching it decides nothing."""
+    def at(x):
+        return "never" if x is None else f"at {x:.3g}"
+    reason = f"{a} {at(a_at)}, {b} {at(b_at)}"
+    if a_at is None and b_at is None:
+        return Verdict(UNDECIDED, reason)
+    if a_at is None:
+        return Verdict(FAILS, reason)
+    return Verdict(HOLDS if b_at is None or a_at < b_at else FAILS, reason)

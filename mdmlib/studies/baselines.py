@@ -16,10 +16,12 @@ import torch
 from mdmlib.config import MetricsConfig, SamplingConfig
 from mdmlib.core.io import atomic_write_text
 from mdmlib.metrics.series import evaluate_series
+from mdmlib.report.claims import ClaimResult, paired_claim, untested
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, markdown_table
 from mdmlib.report.writers import metric_setting
 from mdmlib.sampling.points import sample_point
+from mdmlib.studies.main import shared_set_values
 
 METRICS = ("fid", "sfid", "precision", "recall")
 COLUMNS = {"fid": "FID", "sfid": "sFID", "precision": "precision", "recall": "recall"}
@@ -75,8 +77,28 @@ def _markdown(rows: pd.DataFrame, bold_groups: Sequence[Sequence[str]], caption:
     return markdown_table(shown, caption)
 
 
-def write_baseline_tables(spreads: dict[str, pd.DataFrame], recipes: Sequence[str], outputs, experiment: str) -> None:
-    """outputs has table1/3/4 _t_sampling/_baselines/_hybrid csv and md paths."""
+def baseline_claims(spreads: dict[str, pd.DataFrame], recipes: Sequence[str], setting: str) -> list[ClaimResult]:
+    """MDM Tables 1, 3 (P2W, Soft-truncation) and 4 claims, FID paired over the seed sets."""
+    def fid_claim(claim, a, b, labels):
+        if a not in spreads or b not in spreads:
+            return untested(claim, f"this run has no {a!r} or {b!r} (baselines.recipes)", setting)
+        values = shared_set_values({labels[0]: spreads[a], labels[1]: spreads[b]}, "fid")
+        return paired_claim(claim, *labels, values, setting)
+
+    claims = [fid_claim("mdm_table1_uniform", "base_adm", "base_importance", ("uniform", "importance"))]
+    for recipe in ("p2w", "soft_truncation"):
+        if recipe in recipes:
+            claims.append(fid_claim(f"mdm_table3_{recipe}", f"mdm_{recipe}", f"base_{recipe}",
+                                    (f"{run_label(f'mdm_{recipe}')}", f"{run_label(f'base_{recipe}')}")))
+        else:
+            claims.append(untested(f"mdm_table3_{recipe}", f"baselines.recipes lacks {recipe}", setting))
+    claims.append(fid_claim("mdm_table4_hybrid", "hybrid", "base_adm", ("hybrid", "ADM")))
+    return claims
+
+
+def write_baseline_tables(spreads: dict[str, pd.DataFrame], recipes: Sequence[str], outputs,
+                          experiment: str) -> list[ClaimResult]:
+    """outputs has table1/3/4 _t_sampling/_baselines/_hybrid csv and md paths; returns the claims."""
     setting = metric_setting(spreads)
     sets = {len(df) for df in spreads.values()}
     how = (f"mean (std) over {'/'.join(map(str, sorted(sets)))} disjoint sample sets at each run's best-FID point "
@@ -97,3 +119,4 @@ def write_baseline_tables(spreads: dict[str, pd.DataFrame], recipes: Sequence[st
         atomic_write_text(getattr(outputs, f"{name}_csv"), rows.to_csv(index=False))
         atomic_write_text(getattr(outputs, f"{name}_md"), _markdown(rows, groups, caption))
         print(caption, rows.to_string(), sep="\n")
+    return baseline_claims(spreads, recipes, f"{experiment}; {setting}")

@@ -20,7 +20,9 @@ import pandas as pd
 
 from mdmlib.core.intervals import Interval, expert_budgets
 from mdmlib.intervals.fixed import paper_intervals
+from mdmlib.report.claims import ClaimResult, verdict_claim
 from mdmlib.report.labels import run_label
+from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED, Verdict
 from mdmlib.studies.convergence_rule import (
     ConvergenceRule,
     convergence_index,
@@ -140,6 +142,37 @@ def slowest_intervals(convergence: pd.DataFrame) -> pd.DataFrame:
     table["converged_at"] = int_column(table["converged_at"]).to_numpy()
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
+
+
+def noisiest_last_verdict(convergence: pd.DataFrame) -> Verdict:
+    """MDM Fig. 3(a): the noisiest interval's expert converges last (``convergence`` as
+    ``per_expert_curves`` gives it). Never converging counts as later than any step; when the
+    noisiest and another expert both never converge the order is not decided."""
+    noisiest = convergence.loc[convergence["hi"].idxmax()]
+    others = convergence.drop(index=noisiest.name)
+    at = noisiest["converged_at"]
+    never = others[others["converged_at"].isna()]
+    if pd.isna(at):
+        if len(never):
+            return Verdict(UNDECIDED, f"{noisiest['interval']} and {len(never)} other(s) never converged")
+        return Verdict(HOLDS, f"{noisiest['interval']} never converged, all others did")
+    later = others[others["converged_at"].isna() | (others["converged_at"].astype(float) > float(at))]
+    if len(later):
+        return Verdict(FAILS, f"{noisiest['interval']} converged at {int(at)}, before {', '.join(later['interval'])}")
+    ties = others[others["converged_at"].astype(float) == float(at)]
+    if len(ties):
+        return Verdict(UNDECIDED, f"{noisiest['interval']} converged at {int(at)}, as {', '.join(ties['interval'])}")
+    return Verdict(HOLDS, f"{noisiest['interval']} converged last, at {int(at)}")
+
+
+def convergence_claim(convergence: pd.DataFrame, setting: str, rule_text: str) -> ClaimResult:
+    ranked = slowest_intervals(convergence)
+    def where(row):
+        at = "never" if pd.isna(row["converged_at"]) else f"at {int(row['converged_at'])}/{int(row['budget'])}"
+        return f"{row['interval']} {at}"
+    ours = "slowest first: " + ", ".join(where(r) for _, r in ranked.iloc[::-1].head(3).iterrows())
+    return verdict_claim("mdm_fig3a_noisiest_slowest", ours, noisiest_last_verdict(convergence), setting,
+                         f"rule: {rule_text}")
 
 
 # ------------------------------------------------------------------------------ budget reallocation

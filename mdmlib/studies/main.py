@@ -9,7 +9,8 @@ import pandas as pd
 from mdmlib.metrics.spread import paired_difference
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import SPREAD_LABELS, best_point, spread_cells
-from mdmlib.report.verdicts import less_verdict
+from mdmlib.report.claims import ClaimResult, paired_claim, verdict_claim
+from mdmlib.report.verdicts import less_verdict, reached_within_verdict, sooner_verdict
 
 PAIRED = ("fid", "sfid")  # the differences the paper's claims are about
 
@@ -54,9 +55,45 @@ def quality_table(series: dict[str, pd.DataFrame], sets: dict[str, pd.DataFrame]
     return pd.DataFrame(rows)
 
 
+def best_point_sets(series: dict[str, pd.DataFrame], sets: dict[str, pd.DataFrame], runs) -> dict[str, pd.DataFrame]:
+    """Each run's rows at its best point (on the mean FID), one per sample set."""
+    return {r: point_sets(sets[r], int(best_point(series[r])["point"])) for r in runs}
+
+
 def quality_verdicts(series: dict[str, pd.DataFrame], sets: dict[str, pd.DataFrame], run: str = "mdm",
                      baseline: str = "baseline") -> dict[str, str]:
     """The paper's Table 3 claim (MDM improves on its baseline), per metric, at the best points."""
-    best = {r: point_sets(sets[r], int(best_point(series[r])["point"])) for r in (run, baseline)}
+    best = best_point_sets(series, sets, (run, baseline))
     return {SPREAD_LABELS[metric]: less_verdict(run, baseline, shared_set_values(best, metric)).text()
             for metric in PAIRED}
+
+
+def main_claims(series: dict[str, pd.DataFrame], sets: dict[str, pd.DataFrame], efficiency: pd.DataFrame,
+                costed: dict[str, pd.DataFrame], setting: str, rule_text: str) -> list[ClaimResult]:
+    """MDM Tables 2 and 3 claims from the main runs: ``efficiency`` is Table 2 (``table2``),
+    ``costed`` each run's series with its NWCT / NTC per point (``normalised_costs``)."""
+    best = best_point_sets(series, sets, ("mdm", "baseline"))
+    results = []
+    for metric in PAIRED:
+        values = shared_set_values(best, metric)
+        results.append(paired_claim(f"mdm_table3_{metric}", "mdm", "baseline", values, setting))
+    # Table 2: MDM's points against the baseline's best, set by set, at their measured cost.
+    base_point = int(best_point(series["baseline"])["point"])
+    mdm = costed["mdm"].sort_values("point")
+    diffs = [(float(ntc), paired_to(sets["mdm"], int(p), sets["baseline"], base_point, "fid"))
+             for p, ntc in zip(mdm["point"], mdm["ntc"])]
+    rows = efficiency.set_index("method")
+    mdm_row, base_row = rows.loc[run_label("mdm")], rows.loc[run_label("baseline")]
+    nwct, ntc = mdm_row["NWCT baseline equivalent (%)"], mdm_row["NTC baseline equivalent (%)"]
+    ours = ("best FID of ADM not passed on the mean" if pd.isna(ntc)
+            else f"baseline equivalent at {nwct:.3g}% NWCT, {ntc:.3g}% NTC")
+    results.append(verdict_claim("mdm_table2_equivalent", ours, reached_within_verdict(diffs, 100.0), setting,
+                                 f"paired over {diffs[0][1].sets} sets per point"))
+    converged = {r: None if pd.isna(row["NWCT converged (%)"]) else float(row["NWCT converged (%)"])
+                 for r, row in (("mdm", mdm_row), ("baseline", base_row))}
+    ours = ", ".join(f"{run_label(r)} {'not converged' if at is None else f'converged at {at:.3g}% NWCT'}"
+                     for r, at in converged.items())
+    results.append(verdict_claim("mdm_table2_converged", ours,
+                                 sooner_verdict("mdm", converged["mdm"], "baseline", converged["baseline"]), setting,
+                                 f"rule: {rule_text}"))
+    return results

@@ -16,8 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mdmlib.metrics.spread import paired_difference
 from mdmlib.models.macs import count_parameters, forward_macs
 from mdmlib.models.multi_decoder import nfe_weighted_macs, stage_costs
+from mdmlib.report.claims import (
+    ClaimResult,
+    difference_spread,
+    mean_sd,
+    paired_claim,
+    untested,
+    verdict_claim,
+)
 from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, write_table
@@ -83,7 +92,7 @@ def set0_series_and_spreads(sets: Mapping[str, pd.DataFrame], multistage_spread:
     return series, {"multistage": multistage_spread, "baseline": baseline[baseline["point"] == base_point]}
 
 
-def claim_verdict(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.DataFrame] | None = None) -> str:
+def claim_verdict(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.DataFrame] | None = None) -> Verdict:
     """The paper's claim (multi-stage reaches a better FID than unified in fewer iterations), read
     from this run's numbers: each run's best point on its series (sample set 0), then, with
     ``spreads`` (run -> that point's scores on several seed sets, column seed_set), the FIDs
@@ -93,13 +102,31 @@ def claim_verdict(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.D
     at = f"best points at {int(multi['total_steps'])} and {int(unified['total_steps'])} iterations"
     if spreads is None:
         better = float(multi["fid"]) < float(unified["fid"])
-        verdict = "holds" if better and sooner else "does not hold"
-        return (f"paper's claim (multi-stage better FID than unified in fewer iterations) {verdict} here on one "
-                f"sample set per point: best FID {float(multi['fid']):.4g} against {float(unified['fid']):.4g}, {at}")
+        return Verdict(HOLDS if better and sooner else FAILS,
+                       f"on one sample set per point: best FID {float(multi['fid']):.4g} against "
+                       f"{float(unified['fid']):.4g}, {at}")
     lower = less_verdict("multistage", "baseline", shared_set_values(spreads, "fid"))
     if lower.verdict == HOLDS and not sooner:
         lower = Verdict(FAILS, f"{lower.reason}, but not in fewer iterations")
-    return (f"paper's claim (multi-stage better FID than unified in fewer iterations): {lower.text()}; {at}")
+    return Verdict(lower.verdict, f"{lower.reason}; {at}")
+
+
+def multistage_claims(series: Mapping[str, pd.DataFrame], spreads: Mapping[str, pd.DataFrame] | None,
+                      setting: str) -> list[ClaimResult]:
+    """Fig. 1(d)/Table 5 (better FID in fewer iterations) and Table 6 (recall) claims."""
+    multi, unified = best_point(series["multistage"]), best_point(series["baseline"])
+    if spreads is None:
+        fid_ours = f"multi-stage {float(multi['fid']):.4g}, unified {float(unified['fid']):.4g} (set 0)"
+        return [verdict_claim("ms_table5_fid", fid_ours, claim_verdict(series), setting),
+                untested("ms_table6_recall", "one sample set per point", setting)]
+    fids = shared_set_values(spreads, "fid")
+    fid_ours = (f"multi-stage {mean_sd(fids['multistage'])} at {int(multi['total_steps'])} its, unified "
+                f"{mean_sd(fids['baseline'])} at {int(unified['total_steps'])} its")
+    spread_text = difference_spread(paired_difference(fids["multistage"], fids["baseline"]))
+    recall = {"multi-stage" if r == "multistage" else "unified": v
+              for r, v in shared_set_values(spreads, "recall").items()}
+    return [verdict_claim("ms_table5_fid", fid_ours, claim_verdict(series, spreads), setting, spread_text),
+            paired_claim("ms_table6_recall", "multi-stage", "unified", recall, setting, lower=False)]
 
 
 def fid_against_iterations_figure(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
@@ -123,11 +150,13 @@ def fid_against_iterations_figure(series: Mapping[str, pd.DataFrame], run_models
 
 def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],
                            timings: Mapping[str, pd.DataFrame], costs: dict, batch_size: int, outputs,
-                           experiment: str, setting: str, spreads: Mapping[str, pd.DataFrame] | None = None) -> None:
+                           experiment: str, setting: str,
+                           spreads: Mapping[str, pd.DataFrame] | None = None) -> list[ClaimResult]:
     """``costs``: "macs_per_sample" (model -> forward MACs), "stages" (``stage_costs`` rows),
     "nfe_weighted" and "unified" ({parameters, macs}); ``outputs`` has table5/table6/stages
     _csv/_md and figure_png (the PDF goes beside it)."""
-    verdict = claim_verdict(series, spreads)
+    verdict = (f"paper's claim (multi-stage better FID than unified in fewer iterations): "
+               f"{claim_verdict(series, spreads).text()}")
     table5 = training_cost_table(series, run_models, costs["macs_per_sample"], batch_size)
     write_table(table5, outputs.table5_csv, outputs.table5_md,
                 f"Table 5 form ({experiment}): unified, separate (one full U-Net per stage) and multi-stage "
@@ -143,6 +172,7 @@ def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mappi
                 f"stages over the sampler's steps (the paper's 'Total GFLOPs').")
     fid_against_iterations_figure(series, run_models, timings, outputs.figure_png, title=f"{experiment}: {setting}")
     print(table5.to_string(), table6.to_string(), stages.to_string(), verdict, sep="\n\n")
+    return multistage_claims(series, spreads, f"{experiment}; {setting}")
 
 
 def model_costs(checkpoints: Mapping[str, str | Path], multistage: str, unified: str, timesteps: int,

@@ -17,6 +17,7 @@ import torch
 from mdmlib.models.macs import count_parameters, forward_macs
 from mdmlib.models.multi_decoder import MultiDecoderUNet, nfe_weighted_macs, stage_costs
 from mdmlib.report.tables import SPREAD_LABELS, write_spread_table
+from mdmlib.report.claims import ClaimResult, mean_sd, untested, verdict_claim
 from mdmlib.report.verdicts import lowest_verdict
 from mdmlib.report.writers import metric_setting
 from mdmlib.studies.main import shared_set_values
@@ -71,17 +72,18 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
                           budget: int, outputs, experiment: str) -> dict[str, str]:
     """Table 9 form (``stage_runs``: stage count -> run) and Table 7 form (``split_runs``: one run
     per split, ``main_split`` the index of the main architecture). ``outputs`` has table9/table7
-    _csv/_md. Returns each table's verdict."""
+    _csv/_md. Returns the Table 9 and Table 7 claims."""
     setting = metric_setting(dict(spreads))
     sets = {len(s) for s in spreads.values()}
     common = (f"{budget} iterations each, scored at the end on {sets.pop() if len(sets) == 1 else sets} disjoint "
               f"sample sets (mean, sd); {setting}")
-    verdicts = {}
+    verdicts, claims = {}, []
     table9 = ablation_table("stages", {str(n): (parts[run], spreads[run]) for n, run in stage_runs.items()})
     fids = shared_set_values({f"{n} stage{'s' * (n > 1)}": spreads[run] for n, run in stage_runs.items()}, "fid")
     claim = f"{main_stages} stage{'s' * (main_stages > 1)}"
-    verdicts["table9"] = (lowest_verdict(claim, fids).text() if claim in fids and len(fids) > 1
-                          else f"not tested: stage_counts lacks {main_stages} or an alternative")
+    claims.append(lowest_claim("ms_table9_stages", claim, fids, f"{experiment}; {setting}",
+                               f"stage_counts lacks {main_stages} or an alternative"))
+    verdicts["table9"] = claim_text(claims[-1])
     write_spread_table(table9, outputs.table9_csv, outputs.table9_md,
                 f"Table 9 form ({experiment}): the number of stages, each on the interval method's split for that "
                 f"count (1 stage: the unified model); {common}. Paper's claim (its 3 stages best; here the main "
@@ -89,12 +91,27 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
     table7 = ablation_table("split", {str(k + 1): (parts[run], spreads[run]) for k, run in enumerate(split_runs)})
     fids = shared_set_values({f"split {k + 1}": spreads[run] for k, run in enumerate(split_runs)}, "fid")
     claim = None if main_split is None else f"split {main_split + 1}"
-    verdicts["table7"] = (lowest_verdict(claim, fids).text() if claim and len(fids) > 1
-                          else "not tested: fewer than two splits, or none is the main architecture")
+    claims.append(lowest_claim("ms_table7_split", claim, fids, f"{experiment}; {setting}",
+                               "fewer than two splits, or none is the main architecture"))
+    verdicts["table7"] = claim_text(claims[-1])
     write_spread_table(table7, outputs.table7_csv, outputs.table7_md,
                 f"Table 7 form ({experiment}): encoder/decoder splits of about equal total parameters, the shared "
                 f"share small to large; {common}. Paper's claim (its chosen architecture, a small shared share, "
                 f"best; here the main architecture, split {'-' if main_split is None else main_split + 1}): "
                 f"{verdicts['table7']}.")
     print(table9.to_string(), table7.to_string(), verdicts, sep="\n\n")
-    return verdicts
+    return claims
+
+
+def lowest_claim(claim_id: str, claimed: str | None, fids: Mapping[str, Sequence[float]], setting: str,
+                 untested_why: str) -> ClaimResult:
+    """The claim "``claimed`` has the lowest FID" among ``fids`` (values per shared seed set)."""
+    if claimed not in fids or len(fids) < 2:
+        return untested(claim_id, untested_why, setting)
+    ours = ", ".join(f"{k}: {mean_sd(v)}" for k, v in fids.items())
+    sets = len(next(iter(fids.values())))
+    return verdict_claim(claim_id, ours, lowest_verdict(claimed, fids), setting, f"paired over {sets} sets")
+
+
+def claim_text(result: ClaimResult) -> str:
+    return f"{result.verdict} ({result.reason})"

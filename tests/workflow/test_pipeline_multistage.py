@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
+from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
 
 from mdmlib import paths
 from mdmlib.intervals.choice import read_choice
+from mdmlib.report.claims import NOT_RUN
+from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED
 from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mdmlib.training.job import staged_model_name
 
@@ -80,3 +82,14 @@ def test_the_ablation_tables_give_each_model_its_costs_and_its_spread(multistage
     for stem in ("multistage_table9_stages", "multistage_table7_splits"):
         caption = (out / "tables" / f"{stem}.md").read_text()
         assert "Paper's claim" in caption and any(v in caption for v in ("holds", "does not hold", "undecided"))
+
+
+def test_the_claims_table_takes_the_multistage_claims_once_the_target_has_run(multistage_run):
+    workdir, _ = multistage_run
+    out = workdir / SMOKE_OUT
+    snakemake(workdir, "claims_table", "--configfile", "configs/smoke.yaml")
+    claims = pd.read_csv(paths.table(out, "claims", "csv"), keep_default_na=False).set_index("id")
+    multistage = claims[claims["target"] == "make multistage"]
+    assert len(multistage) == 4 and set(multistage["verdict"]) <= {HOLDS, FAILS, UNDECIDED}
+    assert multistage.loc["ms_table9_stages", "ours"].startswith("1 stage: ")
+    assert (claims.loc[claims["target"] == "make baselines", "verdict"] == NOT_RUN).all()

@@ -54,9 +54,10 @@ def test_tables_put_the_metrics_on_each_models_total_row_and_decide_the_claims(t
     spreads = {"stages1": scores([0.9, 1.0, 0.95]), "stages2": scores([0.5, 0.7, 0.6]),
                "split1": scores([0.8, 0.9, 0.85])}
     parts = {"stages1": unet, "stages2": staged, "split1": staged}
-    verdicts = write_ablation_tables({1: "stages1", 2: "stages2"}, ["split1", "stages2"], 2, 1, parts, spreads, 20,
-                                     outputs, "smoke")
-    assert verdicts["table9"].startswith("holds") and verdicts["table7"].startswith("holds")
+    claims = write_ablation_tables({1: "stages1", 2: "stages2"}, ["split1", "stages2"], 2, 1, parts, spreads, 20,
+                                   outputs, "smoke")
+    assert [(c.claim, c.verdict) for c in claims] == [("ms_table9_stages", "holds"), ("ms_table7_split", "holds")]
+    assert claims[0].ours.startswith("1 stage: 0.95 (0.05), 2 stages: 0.6 (0.1)")
     assert "Paper's claim (its 3 stages best; here the main model's 2): holds" in (tmp_path / "table9.md").read_text()
     assert pd.read_csv(tmp_path / "table7.csv")["split"].tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
 
@@ -69,11 +70,12 @@ def test_the_table5_claim_is_decided_on_the_best_points_seed_sets():
 
     runs = {"multistage": series([0.9, 0.6, 0.7], [10, 20, 30]), "baseline": series([1.0, 0.8, 0.65], [10, 20, 30])}
     # on set 0 alone multi-stage is better (0.6 < 0.65) and sooner (20 <= 30) ...
-    assert "holds here on one sample set" in claim_verdict(runs)
+    assert claim_verdict(runs).verdict == "holds" and "on one sample set" in claim_verdict(runs).reason
     # ... but over three sets the difference swings both ways: undecided
     spreads = {"multistage": scores([0.6, 0.9, 0.5]), "baseline": scores([0.65, 0.6, 0.7])}
-    assert "undecided" in claim_verdict(runs, spreads)
+    assert claim_verdict(runs, spreads).verdict == "undecided"
     steady = {"multistage": scores([0.60, 0.61, 0.62]), "baseline": scores([0.70, 0.72, 0.71])}
-    assert ": holds (" in claim_verdict(runs, steady)
+    assert claim_verdict(runs, steady).verdict == "holds"
     later = {"multistage": series([0.9, 0.7, 0.6], [10, 20, 30]), "baseline": series([1.0, 0.65, 0.8], [10, 20, 30])}
-    assert "does not hold" in claim_verdict(later, steady) and "not in fewer iterations" in claim_verdict(later, steady)
+    verdict = claim_verdict(later, steady)
+    assert verdict.verdict == "does not hold" and "not in fewer iterations" in verdict.reason

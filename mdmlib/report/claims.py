@@ -1,0 +1,177 @@
+"""The papers' claims that the pipeline tests, and the claims table: paper against this run.
+
+A claim is data (``CLAIMS``: where it is in its paper, one line, the paper's numbers, the make
+target that tests it). The study that measures it returns a ``ClaimResult`` (ours, the spread,
+the verdict from ``mdmlib.report.verdicts``) and its rule writes them to a claims file
+(``write_claim_results``); the ``claims_table`` rule joins every claims file that exists with
+the catalogue, so a claim whose target has not run reads "not run" with the command that runs it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from mdmlib.core.io import atomic_write_text
+from mdmlib.metrics.spread import PairedDifference, paired_difference, spread
+from mdmlib.report.tables import markdown_table
+from mdmlib.report.verdicts import UNDECIDED, Verdict, difference_verdict
+
+MDM, MULTISTAGE = "MDM", "Multi-stage"
+NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    paper: str
+    where: str  # table or figure
+    claim: str  # one line
+    paper_numbers: str
+    target: str  # the make target whose run tests it
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("mdm_table3_fid", MDM, "Table 3", "ADM+MDM reaches a lower FID than ADM (best points)",
+          "CIFAR-10: 12.42 (0.15) -> 11.42 (0.14)", "run"),
+    Claim("mdm_table3_sfid", MDM, "Table 3", "ADM+MDM reaches a lower sFID than ADM (best points)",
+          "CIFAR-10: 27.34 (0.15) -> 24.86 (0.15)", "run"),
+    Claim("mdm_table2_equivalent", MDM, "Table 2, Fig. 1",
+          "ADM+MDM passes ADM's best FID at less total cost than ADM's full run (NTC < 100%)",
+          "baseline equivalent at 17.5% NWCT, 35.7% NTC", "run"),
+    Claim("mdm_table2_converged", MDM, "Table 2", "ADM+MDM converges at a smaller NWCT than ADM",
+          "converged at 23.8% against 76.0% NWCT", "run"),
+    Claim("mdm_sec42_attention_split", MDM, "Sec. 4.2, Fig. 3(b)",
+          "MDM on the intervals read from attention concentration beats one model at equal iterations",
+          "the split (0.1T, 0.8T) from Fig. 3(b); Table 3: 11.42 against 12.42", "run"),
+    Claim("mdm_table1_uniform", MDM, "Table 1", "uniform sampling of t gives ADM a lower FID than importance sampling",
+          "12.42 against 18.35", "baselines"),
+    Claim("mdm_table3_p2w", MDM, "Table 3", "P2W+MDM reaches a lower FID than P2W",
+          "CIFAR-10: 11.14 (0.14) -> 10.61 (0.14)", "baselines"),
+    Claim("mdm_table3_soft_truncation", MDM, "Table 3",
+          "Soft-truncation+MDM reaches a lower FID than Soft-truncation",
+          "ImageNet-32: 9.18 (0.16) -> 8.25 (0.17)", "baselines"),
+    Claim("mdm_table4_hybrid", MDM, "Table 4", "MDM's tau_A expert with ADM on tau_B, tau_C beats ADM alone",
+          "12.42 -> 11.04", "baselines"),
+    Claim("mdm_fig3a_noisiest_slowest", MDM, "Fig. 3(a)",
+          "of eight equal experts, the noisiest interval's converges last",
+          "(875, 1000] at ~45K of 62.5K iterations; the others by ~35K", "convergence"),
+    Claim("ms_table5_fid", MULTISTAGE, "Fig. 1(d), Table 5",
+          "the multi-stage model reaches a better FID than the unified one in fewer iterations",
+          "2.71 at 2.5e5 iterations (unified DPM-Solver: 2.75 in Table 9)", "multistage"),
+    Claim("ms_table6_recall", MULTISTAGE, "Table 6", "the multi-stage model has a higher recall than the unified one",
+          "0.615 against 0.613 (DPM-Solver); 0.629 against 0.620 (EDM)", "multistage"),
+    Claim("ms_table9_stages", MULTISTAGE, "Table 9", "3 stages give the best FID among 1 to 5 stages",
+          "1: 2.75, 2: 2.56, 3: 2.35, 4: 2.67, 5: 2.88", "multistage"),
+    Claim("ms_table7_split", MULTISTAGE, "Table 7",
+          "the architecture with the smallest shared encoder gives the best FID",
+          "shared 43M: 2.35; 68M: 2.9; 98M: 3.1", "multistage"),
+)
+CLAIM_IDS = {c.id: c for c in CLAIMS}
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: str  # a CLAIMS id
+    ours: str
+    spread: str  # '' where the verdict reads no spread
+    verdict: str  # HOLDS, FAILS, UNDECIDED
+    reason: str
+    setting: str  # dataset/experiment, feature network and sample counts
+
+    def __post_init__(self):
+        if self.claim not in CLAIM_IDS:
+            raise ValueError(f"claim {self.claim!r} is not in the catalogue {sorted(CLAIM_IDS)}")
+
+
+def mean_sd(values: Sequence[float]) -> str:
+    return spread(values).text(digits=4)
+
+
+def paired_claim(claim: str, a: str, b: str, values: Mapping[str, Sequence[float]], setting: str,
+                 lower: bool = True, confidence: float = 0.95) -> ClaimResult:
+    """The claim "``a`` is lower (``lower``) or higher than ``b``", from values on the same seed sets."""
+    diff = paired_difference(values[a], values[b])
+    return difference_claim(claim, f"{a} {mean_sd(values[a])}, {b} {mean_sd(values[b])}", diff, setting,
+                            f"{a} - {b}", lower, confidence)
+
+
+def difference_claim(claim: str, ours: str, diff: PairedDifference, setting: str, name: str,
+                     lower: bool = True, confidence: float = 0.95) -> ClaimResult:
+    """A claim decided by one paired difference ``name`` (a - b; the claim: negative when ``lower``)."""
+    verdict = difference_verdict(diff, lower, confidence)
+    return ClaimResult(claim, ours, difference_spread(diff), verdict,
+                       f"{name} = {diff.mean:+.3g} (se {diff.se:.2g}), {'' if diff.decided(confidence) else 'not '}"
+                       f"decided at {confidence:.0%} over {diff.sets} sample sets", setting)
+
+
+def difference_spread(diff: PairedDifference) -> str:
+    return "" if math.isnan(diff.se) else f"paired se {diff.se:.2g} ({diff.sets} sets)"
+
+
+def verdict_claim(claim: str, ours: str, verdict: Verdict, setting: str, spread_text: str = "") -> ClaimResult:
+    return ClaimResult(claim, ours, spread_text, verdict.verdict, verdict.reason, setting)
+
+
+def untested(claim: str, why: str, setting: str) -> ClaimResult:
+    return ClaimResult(claim, "-", "", UNDECIDED, f"not tested: {why}", setting)
+
+
+# ------------------------------------------------------------------------------------ files
+
+COLUMNS = ("claim", "ours", "spread", "verdict", "reason", "setting")
+
+
+def write_claim_results(path: str | Path, results: Iterable[ClaimResult]) -> None:
+    rows = [asdict(r) for r in results]
+    atomic_write_text(path, pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(index=False))
+
+
+def read_claim_results(paths: Iterable[str | Path]) -> dict[str, ClaimResult]:
+    """Every claims file's rows by claim id; a claim measured twice is refused."""
+    results: dict[str, ClaimResult] = {}
+    for path in paths:
+        df = pd.read_csv(path, keep_default_na=False, dtype=str)
+        if list(df.columns) != list(COLUMNS):
+            raise ValueError(f"claims file {path}: columns {list(df.columns)}, expected {list(COLUMNS)}")
+        for row in df.to_dict("records"):
+            if row["claim"] in results:
+                raise ValueError(f"claims file {path}: claim {row['claim']!r} already measured by another file")
+            results[row["claim"]] = ClaimResult(**row)
+    return results
+
+
+def claims_table(results: Mapping[str, ClaimResult]) -> pd.DataFrame:
+    """One row per catalogued claim, in catalogue order; claims without a result say "not run"
+    and the command that runs them."""
+    rows = []
+    for c in CLAIMS:
+        r = results.get(c.id)
+        row = {"paper": c.paper, "where": c.where, "claim": c.claim, "paper's numbers": c.paper_numbers}
+        if r is None:
+            row |= {"ours": "-", "spread": "", "verdict": NOT_RUN, "reason": f"run `make {c.target}`", "setting": ""}
+        else:
+            row |= {"ours": r.ours, "spread": r.spread, "verdict": r.verdict, "reason": r.reason, "setting": r.setting}
+        rows.append(row | {"target": f"make {c.target}", "id": c.id})
+    return pd.DataFrame(rows)
+
+
+def verdict_counts(table: pd.DataFrame) -> str:
+    counts = table["verdict"].value_counts()
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def write_claims_table(results: Mapping[str, ClaimResult], csv_path: str | Path, md_path: str | Path,
+                       experiment: str) -> pd.DataFrame:
+    table = claims_table(results)
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    shown = table.drop(columns=["id"])
+    atomic_write_text(md_path, markdown_table(
+        shown, f"The papers' claims against this run ({experiment}): {verdict_counts(table)}. A verdict is "
+               f"'holds' or 'does not hold' only when the difference that decides it is beyond its spread "
+               f"(a paired t-test at 95% over the sample sets); otherwise 'undecided'."))
+    return table
+

@@ -1,4 +1,6 @@
 # Config validation, the run folder and input functions shared by all rules (result paths: mdmlib.paths).
+import os
+
 from mdmlib import paths
 from mdmlib.config import load_config, to_plain
 from mdmlib.intervals.choice import read_choice
@@ -150,3 +152,31 @@ def convergence_outputs():
     tables = [paths.table(OUT, name, ext) for name in ("slowest_intervals", "reallocation", "reallocation_summary")
               for ext in ("csv", "md")]
     return figures + tables
+
+
+# The claims table and the report page (rules/report.smk).
+# The rule whose claims file holds a target's claims -> that target.
+CLAIM_SOURCES = {"paper_tables": "run", "interval_study": "run", "baseline_tables": "baselines",
+                 "convergence_study": "convergence", "multistage_tables": "multistage",
+                 "multistage_ablations": "multistage"}
+
+
+def claim_files(wildcards=None):
+    """`make run`'s claims always; another target's once its claims file exists."""
+    return [path for source, target in CLAIM_SOURCES.items() for path in [paths.claims(OUT, source)]
+            if target == "run" or os.path.exists(path)]
+
+
+def shown(path):
+    """Tables as Markdown, figures as PNG, and the folders of the interval analyses' figures."""
+    return path.endswith((".md", ".png")) or "/figures/intervals/" in path
+
+
+def report_sections(wildcards=None):
+    """Heading -> tables, figures and figure folders of `make run`, then of each target that has run."""
+    sections = {"make run": [p for p in final_outputs() if shown(p)]}
+    for target, outputs in (("make baselines", baseline_outputs()), ("make convergence", convergence_outputs()),
+                            ("make multistage", multistage_outputs())):
+        if all(os.path.exists(p) for p in outputs):
+            sections[target] = [p for p in outputs if shown(p)]
+    return sections

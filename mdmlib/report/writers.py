@@ -6,8 +6,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from mdmlib.report.convergence_figures import fig1, fig2, fig3a
 from mdmlib.report.claims import ClaimResult
+from mdmlib.report.convergence_figures import fig1, fig2, fig3a
 from mdmlib.report.figures import sample_grid_figure
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, write_spread_table, write_table

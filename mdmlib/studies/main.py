@@ -7,9 +7,9 @@ from typing import Mapping
 import pandas as pd
 
 from mdmlib.metrics.spread import paired_difference
+from mdmlib.report.claims import ClaimResult, paired_claim, verdict_claim
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import SPREAD_LABELS, best_point, spread_cells
-from mdmlib.report.claims import ClaimResult, paired_claim, verdict_claim
 from mdmlib.report.verdicts import less_verdict, reached_within_verdict, sooner_verdict
 
 PAIRED = ("fid", "sfid")  # the differences the paper's claims are about

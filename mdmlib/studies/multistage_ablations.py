@@ -16,8 +16,8 @@ import torch
 
 from mdmlib.models.macs import count_parameters, forward_macs
 from mdmlib.models.multi_decoder import MultiDecoderUNet, nfe_weighted_macs, stage_costs
-from mdmlib.report.tables import SPREAD_LABELS, write_spread_table
 from mdmlib.report.claims import ClaimResult, mean_sd, untested, verdict_claim
+from mdmlib.report.tables import SPREAD_LABELS, write_spread_table
 from mdmlib.report.verdicts import lowest_verdict
 from mdmlib.report.writers import metric_setting
 from mdmlib.studies.main import shared_set_values

@@ -18,7 +18,13 @@ from mdmlib.report.claims import (
     write_claim_results,
     write_claims_table,
 )
-from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED, reached_within_verdict, sooner_verdict
+from mdmlib.report.verdicts import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    reached_within_verdict,
+    sooner_verdict,
+)
 from mdmlib.studies.convergence import noisiest_last_verdict
 from mdmlib.studies.main import main_claims
 

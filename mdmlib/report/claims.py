@@ -82,6 +82,9 @@ class ClaimResult:
     reason: str
     setting: str  # dataset/experiment, feature network and sample counts
 
+    def text(self) -> str:
+        return f"{self.verdict} ({self.reason})"
+
     def __post_init__(self):
         if self.claim not in CLAIM_IDS:
             raise ValueError(f"claim {self.claim!r} is not in the catalogue {sorted(CLAIM_IDS)}")

@@ -83,7 +83,7 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
     claim = f"{main_stages} stage{'s' * (main_stages > 1)}"
     claims.append(lowest_claim("ms_table9_stages", claim, fids, f"{experiment}; {setting}",
                                f"stage_counts lacks {main_stages} or an alternative"))
-    verdicts["table9"] = claim_text(claims[-1])
+    verdicts["table9"] = claims[-1].text()
     write_spread_table(table9, outputs.table9_csv, outputs.table9_md,
                 f"Table 9 form ({experiment}): the number of stages, each on the interval method's split for that "
                 f"count (1 stage: the unified model); {common}. Paper's claim (its 3 stages best; here the main "
@@ -93,7 +93,7 @@ def write_ablation_tables(stage_runs: Mapping[int, str], split_runs: Sequence[st
     claim = None if main_split is None else f"split {main_split + 1}"
     claims.append(lowest_claim("ms_table7_split", claim, fids, f"{experiment}; {setting}",
                                "fewer than two splits, or none is the main architecture"))
-    verdicts["table7"] = claim_text(claims[-1])
+    verdicts["table7"] = claims[-1].text()
     write_spread_table(table7, outputs.table7_csv, outputs.table7_md,
                 f"Table 7 form ({experiment}): encoder/decoder splits of about equal total parameters, the shared "
                 f"share small to large; {common}. Paper's claim (its chosen architecture, a small shared share, "
@@ -111,7 +111,3 @@ def lowest_claim(claim_id: str, claimed: str | None, fids: Mapping[str, Sequence
     ours = ", ".join(f"{k}: {mean_sd(v)}" for k, v in fids.items())
     sets = len(next(iter(fids.values())))
     return verdict_claim(claim_id, ours, lowest_verdict(claimed, fids), setting, f"paired over {sets} sets")
-
-
-def claim_text(result: ClaimResult) -> str:
-    return f"{result.verdict} ({result.reason})"

@@ -245,6 +245,30 @@ class MultistageConfig:  # the multi-stage paper: a shared encoder, one decoder 
 
 
 @dataclass(frozen=True)
+class ProxyConfig:  # TDC's proxy-based pruning (mdmlib.pruning.proxy)
+    proposer: str = "offline"  # offline (a search that learns from the memory bank) | chat (an LLM endpoint)
+    rounds: int = 3  # R: proposal rounds per group
+    candidates: int = 3  # K: schemes per round (the paper: 3)
+    recovery_steps: int = 10  # fine-tune steps on the group's timesteps before a scheme is scored
+    eval_images: int = 64  # validation images of the held-out loss that scores a scheme
+    endpoint: str | None = None  # chat: an OpenAI-compatible base URL, e.g. https://api.openai.com/v1
+    chat_model: str | None = None  # chat: the model name sent with the request (the paper: GPT-4)
+    api_key_env: str | None = None  # chat: the environment variable holding the API key
+
+
+@dataclass(frozen=True)
+class TdcConfig:  # TDC training (make tdc): the SNR groups, a pruned base model fine-tuned per group
+    groups: int = 4  # N; the FLOPs limits follow intervals.snr.min_flops_ratio (k)
+    # the base model: the baseline's snapshot at this step (one of its evaluation points); None: the
+    # middle point. The groups then fine-tune for finetune_iterations each.
+    base_iterations: int | None = None
+    finetune_iterations: int = 200
+    pruning: tuple[str, ...] = ("random", "magnitude", "taylor", "diff_pruning", "proxy")  # Table VI rows
+    importance_images: int = 64  # training images whose gradients score channels (taylor, diff_pruning)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     experiment: str = "default"  # results/<dataset>/<experiment>/
     # Python modules imported before the config is checked: they register architectures
@@ -259,6 +283,7 @@ class RunConfig:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
     multistage: MultistageConfig = field(default_factory=MultistageConfig)
+    tdc: TdcConfig = field(default_factory=TdcConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -401,6 +426,7 @@ def _check_consistency(cfg: RunConfig) -> None:
                          f"(experts.n), got {len(widths)}")
     _check_widths("multistage.decoder_channels", widths or (), cfg)
     _check_multistage_ablations(cfg)
+    _check_tdc(cfg)
     for key in ("max_change", "max_gap_to_best"):
         try:
             sd_value(getattr(cfg.convergence, key))
@@ -478,6 +504,31 @@ def _check_multistage_ablations(cfg: RunConfig) -> None:
     for k, split in enumerate(cfg.multistage.splits):
         if split.encoder <= 0 or min(split.decoders, default=0) <= 0:
             raise ValueError(f"config key 'multistage.splits[{k}]': widths must be positive multiples")
+
+
+def _check_tdc(cfg: RunConfig) -> None:
+    from mdmlib.pruning.criteria import pruning_methods
+
+    tdc, T = cfg.tdc, cfg.diffusion.timesteps
+    if tdc.groups > T:
+        raise ValueError(f"config key 'tdc.groups': {tdc.groups} groups for {T} timesteps")
+    unknown = [m for m in tdc.pruning if m not in pruning_methods()]
+    if unknown or len(set(tdc.pruning)) != len(tdc.pruning):
+        raise ValueError(f"config key 'tdc.pruning': {list(tdc.pruning)}; each once, of {list(pruning_methods())}")
+    points = sorted({max(1, round(cfg.training.baseline_iterations * (i + 1) / cfg.training.eval_points))
+                     for i in range(cfg.training.eval_points)})
+    if tdc.base_iterations is not None and tdc.base_iterations not in points:
+        raise ValueError(f"config key 'tdc.base_iterations': {tdc.base_iterations} is not a baseline snapshot step "
+                         f"{points} (training.baseline_iterations over training.eval_points)")
+    proxy = tdc.proxy
+    if proxy.proposer == "chat":
+        for key in ("endpoint", "chat_model"):
+            if not getattr(proxy, key):
+                raise ValueError(f"config key 'tdc.proxy.{key}': the chat proposer needs it")
+        if not str(proxy.endpoint).startswith(("http://", "https://")):
+            raise ValueError(f"config key 'tdc.proxy.endpoint': {proxy.endpoint!r} is not an http(s) URL")
+    if cfg.data.dataset == "digits" and proxy.eval_images > cfg.data.val_size:
+        raise ValueError(f"config key 'tdc.proxy.eval_images': {proxy.eval_images} exceeds data.val_size")
 
 
 def _check_unet(cfg: RunConfig) -> None:

@@ -132,6 +132,22 @@ def seed_spread(out: Out, run: str) -> str:
     return f"{out}/metrics/{run}_seeds.csv"
 
 
+# TDC (rule prune_group): a group's pruned base model, what the pruning did, its audit folder.
+
+def pruned(out: Out, name: str) -> str:
+    """The pruned base model that the TDC group model ``name`` (less its budget) fine-tunes."""
+    return f"{out}/tdc/pruned/{name}.pt"
+
+
+def pruning_report(out: Out, name: str) -> str:
+    return f"{out}/tdc/pruned/{name}.json"
+
+
+def pruning_audit(out: Out, name: str) -> str:
+    """The proxy search's prompts, replies and memory bank."""
+    return f"{out}/tdc/pruned/{name}"
+
+
 # The 8-expert study (checkpoint reallocate_budgets).
 
 def reallocation_plan(out: Out) -> str:

@@ -14,9 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
+def norm_groups(channels: int) -> int:
     # ADM uses 32 groups; small widths keep at least 4 channels per group.
-    return nn.GroupNorm(math.gcd(32, max(1, channels // 4)), channels)
+    return math.gcd(32, max(1, channels // 4))
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(norm_groups(channels), channels)
+
+
+def hidden_norm(nominal: int, hidden: int) -> nn.GroupNorm:
+    """The norm of a block's hidden width: the group size of its nominal width, so a block pruned
+    by whole norm groups normalises each kept group exactly as before."""
+    size = nominal // norm_groups(nominal)
+    if hidden < size or hidden % size:
+        raise ValueError(f"hidden width {hidden}: need a positive multiple of {size} (the norm group size of "
+                         f"width {nominal})")
+    return nn.GroupNorm(hidden // size, hidden)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -29,14 +43,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice; the timestep embedding scales and shifts the second norm."""
+    """GroupNorm-SiLU-conv twice; the timestep embedding scales and shifts the second norm.
+    ``hidden``: the width between the two convolutions (default ``out_ch``; smaller when pruned)."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, hidden: int | None = None):
         super().__init__()
-        self.in_layers = nn.Sequential(group_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
-        self.out_norm = group_norm(out_ch)
-        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        hidden = out_ch if hidden is None else hidden
+        self.in_channels, self.out_channels, self.hidden_channels = in_ch, out_ch, hidden
+        self.in_layers = nn.Sequential(group_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, hidden, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * hidden))
+        self.out_norm = hidden_norm(out_ch, hidden)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(hidden, out_ch, 3, padding=1))
         nn.init.zeros_(self.out_layers[-1].weight)  # each block starts as the identity (ADM's zero_module)
         nn.init.zeros_(self.out_layers[-1].bias)
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
@@ -49,15 +66,21 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Multi-head self-attention over spatial positions; ``label`` is 'r-o' as in MDM Fig. 3(b)."""
+    """Multi-head self-attention over spatial positions; ``label`` is 'r-o' as in MDM Fig. 3(b).
+    ``heads``: default ``channels // channels_per_head``; fewer when pruned (each keeps its width)."""
 
-    def __init__(self, channels: int, channels_per_head: int, label: str):
+    def __init__(self, channels: int, channels_per_head: int, label: str, heads: int | None = None):
         super().__init__()
-        self.num_heads = channels // channels_per_head
-        self.label = label
+        nominal = channels // channels_per_head
+        self.num_heads = nominal if heads is None else heads
+        if not 1 <= self.num_heads <= nominal:
+            raise ValueError(f"attention {label}: {self.num_heads} heads, need 1 to {nominal}")
+        self.channels, self.channels_per_head, self.label = channels, channels_per_head, label
+        self.head_channels = channels // nominal
+        inner = self.num_heads * self.head_channels
         self.norm = group_norm(channels)
-        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
-        self.proj = nn.Conv1d(channels, channels, 1)
+        self.qkv = nn.Conv1d(channels, 3 * inner, 1)  # per head: its q, k, v rows side by side
+        self.proj = nn.Conv1d(inner, channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         self.recorded: list[torch.Tensor] | None = None  # set to a list to record softmax weights
@@ -65,13 +88,14 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x).reshape(b, c, h * w))
-        q, k, v = qkv.reshape(b * self.num_heads, 3 * c // self.num_heads, h * w).chunk(3, dim=1)
-        scale = (c // self.num_heads) ** -0.5
+        d = self.head_channels
+        q, k, v = qkv.reshape(b * self.num_heads, 3 * d, h * w).chunk(3, dim=1)
+        scale = d ** -0.5
         logits = torch.einsum("bcq,bck->bqk", q * scale, k)
         weights = logits.softmax(dim=-1)
         if self.recorded is not None:
             self.recorded.append(weights.detach().reshape(b, self.num_heads, h * w, h * w).cpu())
-        out = torch.einsum("bqk,bck->bcq", weights, v).reshape(b, c, h * w)
+        out = torch.einsum("bqk,bck->bcq", weights, v).reshape(b, self.num_heads * d, h * w)
         return x + self.proj(out).reshape(b, c, h, w)
 
 
@@ -159,10 +183,48 @@ def decode(up: nn.ModuleList, out: nn.Module, h: torch.Tensor, hs: list[torch.Te
     return out(h)
 
 
+def prunable_layers(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
+    """(container, index) of every ResBlock and AttentionBlock of a U-Net in construction order
+    (down path, middle, up path): the order of ``block_widths`` and ``attention_heads``."""
+    return [(group, i) for group in (*model.down, model.middle, *model.up) for i, layer in enumerate(group)
+            if isinstance(layer, (ResBlock, AttentionBlock))]
+
+
+def layer_widths(model: nn.Module) -> dict[str, list[int]]:
+    """The per-layer widths a spec records: each ResBlock's hidden width, each attention's heads."""
+    layers = [group[i] for group, i in prunable_layers(model)]
+    return {"block_widths": [m.hidden_channels for m in layers if isinstance(m, ResBlock)],
+            "attention_heads": [m.num_heads for m in layers if isinstance(m, AttentionBlock)]}
+
+
+def set_layer_widths(model: nn.Module, block_widths: Sequence[int] | None, attention_heads: Sequence[int] | None,
+                     dropout: float) -> None:
+    """Rebuilds the listed layers at the given widths (freshly initialised): a pruned U-Net's shape."""
+    layers = prunable_layers(model)
+    blocks = [(g, i) for g, i in layers if isinstance(g[i], ResBlock)]
+    attentions = [(g, i) for g, i in layers if isinstance(g[i], AttentionBlock)]
+    for name, values, places in (("block_widths", block_widths, blocks), ("attention_heads", attention_heads,
+                                                                          attentions)):
+        if values is not None and len(values) != len(places):
+            raise ValueError(f"{name}: {len(values)} values for {len(places)} layers")
+    for (group, i), width in zip(blocks, block_widths or []):
+        old = group[i]
+        if width != old.hidden_channels:
+            group[i] = ResBlock(old.in_channels, old.out_channels, old.emb_layers[1].in_features, dropout, width)
+    for (group, i), heads in zip(attentions, attention_heads or []):
+        old = group[i]
+        if heads != old.num_heads:
+            group[i] = AttentionBlock(old.channels, old.channels_per_head, old.label, heads)
+
+
 class UNet(nn.Module):
+    """``block_widths`` / ``attention_heads`` (``prunable_layers`` order; None: the full widths)
+    give a structurally pruned U-Net its shape, so its spec alone rebuilds it."""
+
     def __init__(self, in_channels: int, resolution: int, base_channels: int = 32, channel_mult: Sequence[int] = (1, 2),
                  num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (4,), channels_per_head: int = 16,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, block_widths: Sequence[int] | None = None,
+                 attention_heads: Sequence[int] | None = None):
         super().__init__()
         self.in_channels, self.resolution, self.base_channels = in_channels, resolution, base_channels
         ch, emb_dim = base_channels, 4 * base_channels
@@ -175,6 +237,8 @@ class UNet(nn.Module):
         self.middle = middle_block(ch, emb_dim, dropout, attention, res)
         self.up, ch = up_path(ch, skips, base_channels, channel_mult, num_res_blocks, emb_dim, dropout, attention, res)
         self.out = output_head(ch, in_channels)
+        if block_widths is not None or attention_heads is not None:
+            set_layer_widths(self, block_widths, attention_heads, dropout)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h, hs, emb = encode(self, x, t)

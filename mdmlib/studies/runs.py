@@ -19,7 +19,9 @@ from mdmlib.training.job import (
     model_name,
     multistage_model,
     snapshot_source,
+    snapshot_steps,
     split_widths,
+    tdc_model_name,
 )
 
 # ------------------------------------------------------------ MDM paper Tables 1, 3, 4 (`baselines`)
@@ -144,6 +146,46 @@ def point_snapshots(run: str, point: int, n_models: int, last_point: int) -> lis
 
 
 
+# ----------------------------------------------------------------------- TDC training (`tdc`)
+
+TDC_SCRATCH = "tdc_scratch"  # Fig. 3's single-stage training: each group's model from scratch
+TDC_METHOD = "snr"  # TDC's groups come from its SNR-based difficulty (intervals.snr)
+
+
+def tdc_runs(cfg: RunConfig) -> list[str]:
+    """'tdc_full' (no pruning), 'tdc_<method>' per pruning method (Table VI), 'tdc_scratch' (Fig. 3)."""
+    return ["tdc_full", *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH]
+
+
+def tdc_base_iterations(cfg: RunConfig) -> int:
+    """The base model's steps: tdc.base_iterations, or the baseline's middle snapshot."""
+    steps = snapshot_steps(cfg.training.baseline_iterations, cfg.training.eval_points)
+    return cfg.tdc.base_iterations or steps[(len(steps) - 1) // 2]
+
+
+def tdc_base_point(cfg: RunConfig) -> int:
+    """The baseline's evaluation point whose snapshot is the base model."""
+    steps = snapshot_steps(cfg.training.baseline_iterations, cfg.training.eval_points)
+    return steps.index(tdc_base_iterations(cfg)) + 1
+
+
+def group_limits(n: int, k: float) -> list[float]:
+    """TDC Eq. 4: group i's FLOPs upper limit over F, kF + (i + 1)(1 - k)F / n (as mdmlib.intervals.snr)."""
+    return [k + (i + 1) * (1 - k) / n for i in range(n)]
+
+
+def tdc_run_models(run: str, cfg: RunConfig, groups: list[Interval]) -> list[str]:
+    """A TDC run's group models, clean to noisy. Scratch models get the two-stage run's total
+    steps (base + every group's fine-tune) shared equally, so Fig. 3 compares equal totals."""
+    base, ft = tdc_base_iterations(cfg), cfg.tdc.finetune_iterations
+    if run == TDC_SCRATCH:
+        each = max(1, round((base + len(groups) * ft) / len(groups)))
+        return [model_name(g, each, cfg.training.recipe) for g in groups]
+    method = run.removeprefix("tdc_")
+    limits = group_limits(len(groups), cfg.intervals.settings(TDC_METHOD).min_flops_ratio)
+    return [tdc_model_name(method, base, g, limit, ft) for g, limit in zip(groups, limits)]
+
+
 # ------------------------------------------------ what the rules' input functions ask (unit-tested)
 
 
@@ -167,10 +209,12 @@ class RunPlan:
         self.baseline_runs = baseline_runs(cfg)  # MDM paper Tables 1, 3, 4: the `baselines` target
         self.eight_runs = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
         self.ablation_runs = ablation_runs(cfg)  # multi-stage Tables 7 and 9: the `multistage` target
+        self.tdc_runs = tdc_runs(cfg)  # TDC Tables I, VI and Fig. 3: the `tdc` target
         self.runs = (run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
-                     + self.ablation_runs)
+                     + self.ablation_runs + self.tdc_runs)
         # the interval counts selected: experts.n, and Table 9's other stage counts
-        self.interval_counts = sorted({cfg.experts.n, *(n for n in cfg.multistage.stage_counts if n > 1)})
+        self.interval_counts = sorted({cfg.experts.n, cfg.tdc.groups,
+                                       *(n for n in cfg.multistage.stage_counts if n > 1)})
 
     def models(self, run: str) -> list[str]:
         """The models a run routes between; MDM runs need their interval choice first."""
@@ -194,6 +238,8 @@ class RunPlan:
             return expert_models(stages, total, self.cfg.diffusion.timesteps, self.cfg.training.recipe)
         if run in self.ablation_runs:
             return [self.ablation_model(run)]
+        if run in self.tdc_runs:
+            return tdc_run_models(run, self.cfg, self.chosen_intervals(TDC_METHOD, self.cfg.tdc.groups))
         method, total_iterations = run_recipe(run, self.cfg)
         return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
                              self.cfg.training.recipe)

@@ -19,7 +19,10 @@ DEFAULT_RECIPE = "adm"
 MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)(?:_(p2w|soft_truncation|importance))?")
 # multi-decoder models: stages, encoder width, decoder widths, budget
 STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_e(\d+)_d(\d+(?:-\d+)*)_i(\d+)")
-MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}"  # the Snakefile's wildcard constraint
+# TDC group models: pruning method, base model's steps, group interval, FLOPs limit (per mille of F), budget
+TDC_NAME = re.compile(r"tdc_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)_i(\d+)")
+TDC_FULL = "full"  # a group model fine-tuned at the base model's full size (TDC without pruning)
+MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}|{TDC_NAME.pattern}"  # the Snakefile's wildcard constraint
 
 
 def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE) -> str:
@@ -60,6 +63,25 @@ def multistage_model(cfg: RunConfig, stages: list[Interval], iterations: int,
     or ``split`` = (encoder width, decoder widths) (a Table 7 split)."""
     encoder, decoders = split or (cfg.model.base_channels, decoder_widths(cfg, len(stages)))
     return staged_model_name(stages, iterations, encoder, list(decoders))
+
+
+def tdc_model_name(method: str, base_iterations: int, interval: Interval, limit: float, iterations: int) -> str:
+    """A TDC group model: the base model (the baseline at ``base_iterations``) pruned by ``method`` to
+    ``limit`` x its MACs, then fine-tuned on ``interval`` for ``iterations``:
+    'tdc_magnitude_b1200_t0-212_f625_i200'. At a limit of 1 nothing is pruned, whatever the method,
+    so every method shares the full-size model of that group."""
+    permille = round(limit * 1000)
+    method = TDC_FULL if permille >= 1000 else method
+    return f"tdc_{method}_b{base_iterations}_t{interval.lo}-{interval.hi}_f{min(permille, 1000)}_i{iterations}"
+
+
+def parse_tdc_name(name: str) -> tuple[str, int, Interval, int, int]:
+    """(method, base iterations, interval, limit per mille, iterations) of a TDC group model name."""
+    match = TDC_NAME.fullmatch(name)
+    if not match:
+        raise ValueError(f"model name {name!r} is not a TDC group model (tdc_<method>_b<n>_t<lo>-<hi>_f<permille>_i<n>)")
+    method, base, lo, hi, permille, iterations = match.group(1), *map(int, match.groups()[1:])
+    return method, base, Interval(lo, hi), permille, iterations
 
 
 def without_budget(name: str) -> str:
@@ -115,6 +137,11 @@ def multi_decoder_spec(cfg: RunConfig, stages: list[Interval], encoder_channels:
 
 
 def train_job(name: str, cfg: RunConfig) -> TrainJob:
+    if TDC_NAME.fullmatch(name):  # its architecture is its init checkpoint's (the pruned base model)
+        _, _, interval, _, iterations = parse_tdc_name(name)
+        if interval.hi > cfg.diffusion.timesteps or iterations < 1:
+            raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
+        return TrainJob(name, interval, iterations, snapshot_steps(iterations, cfg.training.eval_points))
     staged = STAGED_NAME.fullmatch(name)
     if staged:
         edges, iterations = [int(e) for e in staged.group(1).split("-")], int(staged.group(4))
@@ -156,7 +183,9 @@ def snapshot_source(model: str, candidates: list[str], points: int) -> tuple[str
 
 
 def model_budget(name: str) -> int:
-    """The iterations a model name gives (one-interval or multi-decoder)."""
+    """The iterations a model name gives (one-interval, multi-decoder or TDC group)."""
+    if TDC_NAME.fullmatch(name):
+        return parse_tdc_name(name)[4]
     staged = STAGED_NAME.fullmatch(name)
     return int(staged.group(4)) if staged else parse_model_name(name)[1]
 

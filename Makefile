@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines convergence multistage test slurm-test lint dryrun report snakemake-report browser clean bench
+.PHONY: setup run baselines convergence multistage tdc test slurm-test lint dryrun report snakemake-report browser clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ convergence: setup
 # The multi-stage paper's comparisons: unified, separate and multi-decoder models (Fig. 1(d), Tables 5, 6).
 multistage: setup
 	snakemake multistage --cores $(CORES)
+
+# TDC training: the baseline pruned and fine-tuned per SNR group (Tables I, VI, Fig. 3).
+tdc: setup
+	snakemake tdc --cores $(CORES)
 
 # One self-contained HTML page: the claims table, then `make run`'s tables and figures, then those
 # of `make baselines` / `convergence` / `multistage` once they have run (results/<dataset>/<experiment>/report.html).

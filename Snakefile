@@ -18,6 +18,7 @@ include: "rules/intervals.smk"
 include: "rules/baselines.smk"
 include: "rules/convergence.smk"
 include: "rules/multistage.smk"
+include: "rules/tdc.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 

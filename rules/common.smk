@@ -15,8 +15,10 @@ from mdmlib.studies.runs import (
     split_runs,
     stage_count_runs,
     swap_runs,
+    tdc_base_iterations,
+    tdc_base_point,
 )
-from mdmlib.training.job import MODEL_PATTERN, baseline_model
+from mdmlib.training.job import MODEL_PATTERN, TDC_FULL, TDC_NAME, baseline_model, parse_tdc_name, without_budget
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -146,6 +148,27 @@ def multistage_outputs():
     return [*output_files(MULTISTAGE_OUTPUTS).values(), *output_files(ABLATION_OUTPUTS).values()]
 
 
+# TDC training (rules/tdc.smk): the original (the baseline) and the TDC runs, and its outputs.
+TDC_TABLE_RUNS = ["baseline", *PLAN.tdc_runs]
+TDC_BASE_POINT = tdc_base_point(CFG)
+TDC_PRUNED_PATTERN = TDC_NAME.pattern.removesuffix(r"_i(\d+)")  # a group model's name less its budget
+TDC_OUTPUTS = (("table1", "table", "tdc_table1_training"), ("table6", "table", "tdc_table6_pruning_methods"),
+               ("groups", "table", "tdc_pruned_groups"), ("fig3", "figure", "tdc_fig3_fid_vs_steps"))
+
+
+def tdc_init(wildcards):
+    """A TDC group model's start: its pruned base model, or the base model itself when nothing is pruned."""
+    if parse_tdc_name(wildcards.model)[0] == TDC_FULL:
+        return paths.snapshot(OUT, BASELINE, TDC_BASE_POINT)
+    return paths.pruned(OUT, without_budget(wildcards.model))
+
+
+def tdc_pruning_reports(wildcards=None):
+    models = {m for run in PLAN.tdc_runs for m in run_models(run)}
+    return sorted(paths.pruning_report(OUT, without_budget(m)) for m in models
+                  if TDC_NAME.fullmatch(m) and parse_tdc_name(m)[0] != TDC_FULL)
+
+
 def convergence_outputs():
     figures = [paths.figure(OUT, name, ext) for name in ("fig2_loss_per_interval", "fig3a_expert_convergence")
                for ext in ("png", "pdf")]
@@ -158,7 +181,7 @@ def convergence_outputs():
 # The rule whose claims file holds a target's claims -> that target.
 CLAIM_SOURCES = {"paper_tables": "run", "interval_study": "run", "baseline_tables": "baselines",
                  "convergence_study": "convergence", "multistage_tables": "multistage",
-                 "multistage_ablations": "multistage"}
+                 "multistage_ablations": "multistage", "tdc_tables": "tdc"}
 
 
 def claim_files(wildcards=None):
@@ -176,7 +199,8 @@ def report_sections(wildcards=None):
     """Heading -> tables, figures and figure folders of `make run`, then of each target that has run."""
     sections = {"make run": [p for p in final_outputs() if shown(p)]}
     for target, outputs in (("make baselines", baseline_outputs()), ("make convergence", convergence_outputs()),
-                            ("make multistage", multistage_outputs())):
+                            ("make multistage", multistage_outputs()),
+                            ("make tdc", list(output_files(TDC_OUTPUTS).values()))):
         if all(os.path.exists(p) for p in outputs):
             sections[target] = [p for p in outputs if shown(p)]
     return sections

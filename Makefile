@@ -44,7 +44,7 @@ report: setup
 
 # Snakemake's own interactive report of the same targets (report.html here).
 snakemake-report: setup
-	targets=all; for t in baselines convergence multistage; do \
+	targets=all; for t in baselines convergence multistage tdc; do \
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 

@@ -38,6 +38,9 @@ class ChatProposer:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 reply = json.load(response)
+        except urllib.error.HTTPError as err:  # reached, but refused (a wrong path, key or model)
+            raise ValueError(f"config key 'tdc.proxy.endpoint': {self.endpoint} answered HTTP {err.code} "
+                             f"({err.reason}); check the endpoint, tdc.proxy.chat_model and the API key") from err
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             raise ValueError(f"config key 'tdc.proxy.endpoint': {self.endpoint} cannot be reached ({err})") from err
         try:

@@ -117,8 +117,9 @@ def prune_for_group(base_path: str | Path, method: str, interval: Interval, limi
         write_audit(audit_dir, problem.description(bank, settings.candidates), bank_rows(bank),
                     getattr(proposer, "transcript", None))
     else:
+        scheme = uniform_scheme(limit, count, shape, key)  # refuses an unreachable limit before scoring
         scores, record = layer_scores(model, method, schedule, images, interval, cfg.training.seed)
-        widths = scheme_widths(shape, uniform_scheme(limit, count, shape, key))
+        widths = scheme_widths(shape, scheme)
     pruned = prune_unet(model, widths, scores)
     macs = spec_macs(pruned.spec)
     if macs > limit:  # a scheme is fitted to the limit before it is applied: this would be a bug

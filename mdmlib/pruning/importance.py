@@ -75,7 +75,8 @@ def accumulate_gradients(model: torch.nn.Module, schedule: NoiseSchedule, images
 
 
 def head_scores(attention: AttentionBlock, name: str, generator: torch.Generator) -> torch.Tensor:
-    """One score per head from its q, k, v rows of ``qkv`` and its columns of ``proj``."""
+    """One score per head from its q, k, v rows of ``qkv`` and its columns of ``proj``; ``name``
+    is a criterion's ``heads`` kind (mdmlib.pruning.criteria.HEAD_SCORES)."""
     heads, d = attention.num_heads, attention.head_channels
     if name == "random":
         return torch.rand(heads, generator=generator)
@@ -87,12 +88,12 @@ def head_scores(attention: AttentionBlock, name: str, generator: torch.Generator
         if name == "magnitude":
             scores.append(sum(w.abs().sum() for w in weights))
         elif attention.qkv.weight.grad is None:
-            raise ValueError(f"criterion {name!r} needs gradients: none were computed")
+            raise ValueError(f"head score {name!r} needs gradients: none were computed")
         else:
             grads = (attention.qkv.weight.grad.reshape(heads, 3 * d, -1)[h],
                      attention.proj.weight.grad.reshape(-1, heads, d).transpose(0, 1)[h])
             products = [w * g for w, g in zip(weights, grads)]
-            scores.append(sum(p.sum() for p in products).abs() if name == "taylor"
+            scores.append(sum(p.sum() for p in products).abs() if name == "taylor"  # else taylor_sum
                           else sum(p.abs().sum() for p in products))
     return torch.stack([torch.as_tensor(s, dtype=torch.float32) for s in scores]).detach()
 
@@ -116,14 +117,19 @@ def layer_scores(model: torch.nn.Module, name: str, schedule: NoiseSchedule, ima
         record["timesteps"] = accumulate_gradients(model, schedule, images, interval, entry.gradients, generator)
     importance = resolve(entry.importance)()
     blocks, heads = [], []
-    torch.manual_seed(seed)  # torch-pruning's random importance draws from the global generator
-    for group, i in prunable_layers(model):
-        layer = group[i]
-        if isinstance(layer, ResBlock):
-            conv = layer.in_layers[-1]
-            dep = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
-            blocks.append(importance(dep).detach().float())
-        elif isinstance(layer, AttentionBlock):
-            heads.append(head_scores(layer, name, generator))
+    with torch.random.fork_rng(devices=[]):  # torch-pruning's random importance draws from the global generator
+        torch.manual_seed(seed)
+        for group, i in prunable_layers(model):
+            score_layer(group[i], graph, importance, entry, generator, blocks, heads)
     model.zero_grad(set_to_none=True)
     return LayerScores(blocks, heads), record
+
+
+def score_layer(layer, graph, importance, entry, generator, blocks: list, heads: list) -> None:
+    if isinstance(layer, ResBlock):
+        conv = layer.in_layers[-1]
+        dep = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
+        blocks.append(importance(dep).detach().float())
+    elif isinstance(layer, AttentionBlock):
+        heads.append(head_scores(layer, entry.heads, generator))
+

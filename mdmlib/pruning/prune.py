@@ -40,6 +40,11 @@ def prune_unet(model: torch.nn.Module, widths: dict[str, list[int]], scores: Lay
     each attention layer to ``widths['attention_heads']``, keeping the highest-scoring norm groups
     (mean channel score) and heads; a fresh registered model of the pruned spec with those weights."""
     shape = unet_shape(model)
+    wider = [k for k, (w, full) in enumerate(zip(widths["block_widths"], shape.block_widths)) if w > full] + \
+        [k for k, (h, full) in enumerate(zip(widths["attention_heads"], shape.attention_heads)) if h > full]
+    if wider or len(widths["block_widths"]) != len(shape.block_widths) \
+            or len(widths["attention_heads"]) != len(shape.attention_heads):
+        raise ValueError(f"widths {widths} do not prune {shape} (layers {wider} would widen, or counts differ)")
     work = copy.deepcopy(model).cpu().eval()
     graph = dependency_graph(work)
     blocks = [(g, i) for g, i in prunable_layers(work) if isinstance(g[i], ResBlock)]

@@ -68,6 +68,9 @@ class PruningScheme:
             raise ValueError(f"block_keep: need {len(shape.block_widths)} ratios, got {blocks!r}")
         if not isinstance(heads, list) or len(heads) != len(shape.attention_heads):
             raise ValueError(f"head_keep: need {len(shape.attention_heads)} ratios, got {heads!r}")
+        numbers = [v for v in (*blocks, *heads) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) != len(blocks) + len(heads):
+            raise ValueError(f"a scheme's ratios must be numbers, got {data!r}")
         return cls(tuple(float(v) for v in blocks), tuple(float(v) for v in heads))
 
 

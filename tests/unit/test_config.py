@@ -101,6 +101,19 @@ BAD = [
     ("convergence.max_gap_to_best", 0.3, {"convergence.max_change": "1 sd"}),  # mixed units
     ("multistage.stage_count_intervals", "by_eye"),
     ("metrics.reference", "test"),  # validation, training or both
+    ("tdc.groups", 1001),  # more groups than timesteps
+    ("tdc.groups", 0),
+    ("tdc.pruning", ["magnitude", "gpt4"]),  # a criterion nobody registered
+    ("tdc.pruning", ["taylor", "taylor"]),
+    ("tdc.base_iterations", 1000),  # not one of the baseline's snapshot steps (400, 800, ..., 2400)
+    ("tdc.finetune_iterations", 0),
+    ("tdc.proxy.proposer", "gpt4"),
+    ("tdc.proxy.endpoint", None, {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),
+    ("tdc.proxy.endpoint", "api.openai.com", {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),
+    ("tdc.proxy.chat_model", None, {"tdc.proxy.proposer": "chat", "tdc.proxy.endpoint": "http://127.0.0.1:9"}),
+    ("tdc.proxy.eval_images", 501),  # more than the 500 validation images
+    ("intervals.snr.min_flops_ratio", 0),  # k must lie in (0, 1]
+    ("intervals.snr.min_flops_ratio", 1.5),
 ]
 
 

@@ -17,6 +17,7 @@ from benchmarks.models import model_efficiency
 from benchmarks.multistage import multistage_costs
 from benchmarks.parallel import parallel_experts
 from benchmarks.pipeline import pipeline_overhead
+from benchmarks.pruned_sampling import pruned_sampling
 from benchmarks.throughput import routing_overhead, trainer_overhead
 from mdmlib import paths
 from mdmlib.config import load_config
@@ -28,15 +29,17 @@ SIZES = {
              "controls": {"compute": 1000, "memory": 100}, "metric_n": 10000,
              "memory_n": 50000, "memory_small_n": 20000, "memory_blocks": (10000, 5000), "model_steps": 5,
              "startup_repeats": 3, "multistage": {"batch": 128, "ddim_steps": 50, "train_steps": 10},
-             "fid_precision": {"counts": (250, 500, 1000), "sets": 5}},
+             "fid_precision": {"counts": (250, 500, 1000), "sets": 5},
+             "pruned_sampling": {"batch": 128, "ddim_steps": None}},  # None: the config's sampling steps
     "quick": {"repeats": 2, "trainer_steps": 10, "ddim_steps": 3, "parallel_iterations": 6, "parallel_repeats": 1,
               "controls": {"compute": 20, "memory": 2}, "metric_n": 200,
               "memory_n": 9000, "memory_small_n": 6000, "memory_blocks": (3000, 1500), "model_steps": 1,
               "startup_repeats": 1, "multistage": {"batch": 8, "ddim_steps": 3, "train_steps": 1},
-              "fid_precision": {"counts": (8, 16), "sets": 2}},
+              "fid_precision": {"counts": (8, 16), "sets": 2},
+              "pruned_sampling": {"batch": 8, "ddim_steps": 3}},
 }
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
-         "precision_recall_memory", "model_efficiency", "multistage_costs", "fid_precision")
+         "precision_recall_memory", "model_efficiency", "multistage_costs", "fid_precision", "pruned_sampling")
 
 
 def benchmarks(cfg, args, train_path: Path) -> dict:
@@ -60,6 +63,7 @@ def benchmarks(cfg, args, train_path: Path) -> dict:
                                                      s["model_steps"], s["repeats"]),
         "multistage_costs": lambda: multistage_costs(cfg, channels, repeats=s["repeats"], **s["multistage"]),
         "fid_precision": lambda: fid_precision(cfg, run_dir, **s["fid_precision"]),
+        "pruned_sampling": lambda: pruned_sampling(cfg, images, repeats=s["repeats"], **s["pruned_sampling"]),
     }
 
 

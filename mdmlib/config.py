@@ -263,6 +263,7 @@ class TdcConfig:  # TDC training (make tdc): the SNR groups, a pruned base model
     # middle point. The groups then fine-tune for finetune_iterations each.
     base_iterations: int | None = None
     finetune_iterations: int = 200
+    scratch_factor: int = 4  # Table V: the pruned shape from scratch for 1x and this many x the fine-tune steps
     pruning: tuple[str, ...] = ("random", "magnitude", "taylor", "diff_pruning", "proxy")  # Table VI rows
     importance_images: int = 64  # training images whose gradients score channels (taylor, diff_pruning)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
@@ -510,8 +511,8 @@ def _check_tdc(cfg: RunConfig) -> None:
     from mdmlib.pruning.criteria import pruning_methods
 
     tdc, T = cfg.tdc, cfg.diffusion.timesteps
-    if tdc.groups > T:
-        raise ValueError(f"config key 'tdc.groups': {tdc.groups} groups for {T} timesteps")
+    if not 2 <= tdc.groups <= T:  # one group's limit is F: nothing to prune
+        raise ValueError(f"config key 'tdc.groups': {tdc.groups} groups; need 2 to {T} (the timesteps)")
     unknown = [m for m in tdc.pruning if m not in pruning_methods()]
     if unknown or len(set(tdc.pruning)) != len(tdc.pruning):
         raise ValueError(f"config key 'tdc.pruning': {list(tdc.pruning)}; each once, of {list(pruning_methods())}")

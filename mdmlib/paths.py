@@ -139,6 +139,11 @@ def pruned(out: Out, name: str) -> str:
     return f"{out}/tdc/pruned/{name}.pt"
 
 
+def pruned_fresh(out: Out, name: str) -> str:
+    """A freshly initialised network of the pruned model's shape (Table V's scratch training)."""
+    return f"{out}/tdc/pruned/{name}_fresh.pt"
+
+
 def pruning_report(out: Out, name: str) -> str:
     return f"{out}/tdc/pruned/{name}.json"
 

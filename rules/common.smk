@@ -18,7 +18,16 @@ from mdmlib.studies.runs import (
     tdc_base_iterations,
     tdc_base_point,
 )
-from mdmlib.training.job import MODEL_PATTERN, TDC_FULL, TDC_NAME, baseline_model, parse_tdc_name, without_budget
+from mdmlib.training.job import (
+    MODEL_PATTERN,
+    PRUNED_NAME,
+    TDC_FULL,
+    TDC_NAME,
+    baseline_model,
+    is_fresh_shape,
+    parse_tdc_name,
+    pruned_base_name,
+)
 
 # Fails here, before any job runs, with the offending key in the message.
 CFG = load_config(config)
@@ -151,22 +160,25 @@ def multistage_outputs():
 # TDC training (rules/tdc.smk): the original (the baseline) and the TDC runs, and its outputs.
 TDC_TABLE_RUNS = ["baseline", *PLAN.tdc_runs]
 TDC_BASE_POINT = tdc_base_point(CFG)
-TDC_PRUNED_PATTERN = TDC_NAME.pattern.removesuffix(r"_i(\d+)")  # a group model's name less its budget
 TDC_OUTPUTS = (("table1", "table", "tdc_table1_training"), ("table6", "table", "tdc_table6_pruning_methods"),
+               ("table5", "table", "tdc_table5_pruning_vs_scratch"),
                ("groups", "table", "tdc_pruned_groups"), ("fig3", "figure", "tdc_fig3_fid_vs_steps"))
 
 
 def tdc_init(wildcards):
-    """A TDC group model's start: its pruned base model, or the base model itself when nothing is pruned."""
+    """A TDC model's start: its pruned base model, the base model itself when nothing is pruned,
+    or a fresh network of the pruned shape (Table V's scratch rows)."""
+    if is_fresh_shape(wildcards.model):
+        return paths.pruned_fresh(OUT, pruned_base_name(wildcards.model))
     if parse_tdc_name(wildcards.model)[0] == TDC_FULL:
         return paths.snapshot(OUT, BASELINE, TDC_BASE_POINT)
-    return paths.pruned(OUT, without_budget(wildcards.model))
+    return paths.pruned(OUT, pruned_base_name(wildcards.model))
 
 
 def tdc_pruning_reports(wildcards=None):
     models = {m for run in PLAN.tdc_runs for m in run_models(run)}
-    return sorted(paths.pruning_report(OUT, without_budget(m)) for m in models
-                  if TDC_NAME.fullmatch(m) and parse_tdc_name(m)[0] != TDC_FULL)
+    return sorted({paths.pruning_report(OUT, pruned_base_name(m)) for m in models
+                   if TDC_NAME.fullmatch(m) and parse_tdc_name(m)[0] != TDC_FULL})
 
 
 def convergence_outputs():

@@ -11,13 +11,14 @@ rule prune_group:
         val=rules.prepare_data.output.val,
     output:
         checkpoint=paths.pruned(OUT, "{pruned}"),
+        fresh=paths.pruned_fresh(OUT, "{pruned}"),
         report=paths.pruning_report(OUT, "{pruned}"),
     params:
         tdc=trigger(CFG.tdc),
         diffusion=trigger(CFG.diffusion),
         audit=lambda wc: paths.pruning_audit(OUT, wc.pruned),
     wildcard_constraints:
-        pruned=TDC_PRUNED_PATTERN,
+        pruned=PRUNED_NAME.pattern,
     threads: CFG.training.threads
     resources:
         gpu=1,

@@ -15,4 +15,4 @@ train, _ = load_split(snakemake.input.train)
 val, _ = load_split(snakemake.input.val)
 print(f"{name}: pruning {snakemake.input.base} with {method} for {interval.label()} to {permille / 1000:.3f} F")
 prune_for_group(snakemake.input.base, method, interval, permille / 1000, train, val, cfg, name,
-                snakemake.output.checkpoint, snakemake.output.report, snakemake.params.audit)
+                snakemake.output.checkpoint, snakemake.output.report, snakemake.params.audit, snakemake.output.fresh)

@@ -19,6 +19,7 @@ from mdmlib.core.intervals import Interval
 from mdmlib.core.io import atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.models.macs import count_parameters
+from mdmlib.models.registry import build_model
 from mdmlib.models.unet import prunable_layers
 from mdmlib.pruning.chat import ChatProposer
 from mdmlib.pruning.criteria import PROXY
@@ -83,8 +84,9 @@ class RecoveredLoss:
 def prune_for_group(base_path: str | Path, method: str, interval: Interval, limit_ratio: float,
                     train_images: np.ndarray, val_images: np.ndarray, cfg: RunConfig, name: str,
                     out_checkpoint: str | Path, out_report: str | Path, audit_dir: str | Path,
-                    log: Callable[[str], None] = print) -> dict:
-    """Prune the base checkpoint for one group and write its checkpoint and report; returns the report.
+                    out_fresh: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Prune the base checkpoint for one group and write its checkpoint and report (and, with
+    ``out_fresh``, a freshly initialised network of the same shape); returns the report.
     Nothing is written when the limit cannot be met (ValueError naming the key)."""
     started = time.perf_counter()
     base = load_checkpoint(base_path)
@@ -124,11 +126,15 @@ def prune_for_group(base_path: str | Path, method: str, interval: Interval, limi
     macs = spec_macs(pruned.spec)
     if macs > limit:  # a scheme is fitted to the limit before it is applied: this would be a bug
         raise RuntimeError(f"pruned model has {macs} MACs, over the limit {limit:.0f}")
+    record = {"model_spec": pruned.spec, "config": cfg.to_dict(), "name": name, "in_channels": pruned.in_channels,
+              "resolution": pruned.resolution, "interval": interval.to_list(), "recipe": "adm"}
     weights = pruned.state_dict()
-    save_checkpoint(out_checkpoint, {
-        "model_spec": pruned.spec, "config": cfg.to_dict(), "name": name, "in_channels": pruned.in_channels,
-        "resolution": pruned.resolution, "interval": interval.to_list(), "recipe": "adm", "step": base["step"],
-        "iterations": base.get("iterations"), "model": weights, "ema": weights,
+    if out_fresh is not None:  # seeded as a training job's fresh model is
+        torch.manual_seed(cfg.training.seed)
+        fresh = build_model(pruned.spec).state_dict()
+        save_checkpoint(out_fresh, record | {"step": 0, "model": fresh, "ema": fresh, "init": None})
+    save_checkpoint(out_checkpoint, record | {
+        "step": base["step"], "iterations": base.get("iterations"), "model": weights, "ema": weights,
         "init": {"path": str(base_path), "name": base["name"], "step": base["step"]}})
     report = {"name": name, "method": method, "interval": interval.to_list(), "limit_ratio": limit_ratio,
               "full_macs": full, "macs": macs, "macs_ratio": macs / full, "parameters": count_parameters(pruned),

@@ -153,8 +153,16 @@ TDC_METHOD = "snr"  # TDC's groups come from its SNR-based difficulty (intervals
 
 
 def tdc_runs(cfg: RunConfig) -> list[str]:
-    """'tdc_full' (no pruning), 'tdc_<method>' per pruning method (Table VI), 'tdc_scratch' (Fig. 3)."""
-    return ["tdc_full", *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH]
+    """'tdc_full' (no pruning), 'tdc_<method>' per pruning method (Table VI), 'tdc_scratch' (Fig. 3),
+    and Table V's single models: 'tdcv_<method>' (the base pruned to the smallest group's limit and
+    fine-tuned on all timesteps), 'tdcv_scratch' / 'tdcv_scratch_long' (that shape from scratch)."""
+    table5 = [*(f"tdcv_{m}" for m in cfg.tdc.pruning), "tdcv_scratch", "tdcv_scratch_long"]
+    return ["tdc_full", *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH, *table5]
+
+
+def table5_shape_method(cfg: RunConfig) -> str:
+    """Whose pruned shape Table V's scratch rows train: the proxy's when it runs."""
+    return "proxy" if "proxy" in cfg.tdc.pruning else cfg.tdc.pruning[0]
 
 
 def tdc_base_iterations(cfg: RunConfig) -> int:
@@ -178,12 +186,18 @@ def tdc_run_models(run: str, cfg: RunConfig, groups: list[Interval]) -> list[str
     """A TDC run's group models, clean to noisy. Scratch models get the two-stage run's total
     steps (base + every group's fine-tune) shared equally, so Fig. 3 compares equal totals."""
     base, ft = tdc_base_iterations(cfg), cfg.tdc.finetune_iterations
+    k = cfg.intervals.settings(TDC_METHOD).min_flops_ratio
+    if run.startswith("tdcv_"):  # one model on (0, T] at the smallest group's limit
+        whole, limit = Interval(0, cfg.diffusion.timesteps), group_limits(len(groups), k)[0]
+        if run.startswith("tdcv_scratch"):
+            steps = ft * (cfg.tdc.scratch_factor if run == "tdcv_scratch_long" else 1)
+            return [tdc_model_name(table5_shape_method(cfg), base, whole, limit, steps, fresh=True)]
+        return [tdc_model_name(run.removeprefix("tdcv_"), base, whole, limit, ft)]
     if run == TDC_SCRATCH:
         each = max(1, round((base + len(groups) * ft) / len(groups)))
         return [model_name(g, each, cfg.training.recipe) for g in groups]
     method = run.removeprefix("tdc_")
-    limits = group_limits(len(groups), cfg.intervals.settings(TDC_METHOD).min_flops_ratio)
-    return [tdc_model_name(method, base, g, limit, ft) for g, limit in zip(groups, limits)]
+    return [tdc_model_name(method, base, g, limit, ft) for g, limit in zip(groups, group_limits(len(groups), k))]
 
 
 # ------------------------------------------------ what the rules' input functions ask (unit-tested)
@@ -266,8 +280,9 @@ class RunPlan:
         return self.eight_runs[:1] if run == REALLOCATED_RUN else []
 
     def run_points(self, run: str) -> list[int]:
-        """End-point-only runs are compared at their end; the others over their series."""
-        return self.points[-1:] if self.shared_sources(run) else self.points
+        """End-point-only runs (those sharing models with others, TDC's Table V) are compared at
+        their end; the others over their series."""
+        return self.points[-1:] if self.shared_sources(run) or run.startswith("tdcv_") else self.points
 
     def checkpoint(self, model: str, point: int, longer_models: Sequence[str] = ()) -> str:
         """A model's snapshot at a point. Its final weights are a longer model's snapshot when one

@@ -27,6 +27,7 @@ from mdmlib.studies.convergence import point_steps, seconds_at_step
 from mdmlib.studies.main import shared_set_values
 
 ORIGINAL, FULL, SCRATCH = "baseline", "tdc_full", "tdc_scratch"
+BASE = "base"  # Table V's "pretrained" row: the baseline at the base model's step
 MACS_SAVING = 0.85  # "keeps FID at fewer MACs": the paper saves ~20% (6.56G of 8.14G); we ask for at least 15%
 
 
@@ -37,6 +38,14 @@ def run_label(run: str) -> str:
         return "TDC w/o pruning"
     if run == SCRATCH:
         return "single-stage (groups from scratch)"
+    if run == BASE:
+        return "base model (pretrained)"
+    if run == "tdcv_scratch":
+        return "scratch training"
+    if run == "tdcv_scratch_long":
+        return "scratch training, longer"
+    if run.startswith("tdcv_"):
+        return f"{run.removeprefix('tdcv_').replace('_', '-')} pruning"
     return f"TDC ({run.removeprefix('tdc_').replace('_', '-')})"
 
 
@@ -100,8 +109,8 @@ def costed_series(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, S
     out = {}
     for run, df in series.items():
         df = df.sort_values("point").reset_index(drop=True)
-        base_steps, base_seconds = (0, 0.0) if run in (ORIGINAL, SCRATCH) else base
-        out[run] = df.assign(train_steps=run_steps(df, base_steps),
+        base_steps, base_seconds = (0, 0.0) if run in (ORIGINAL, SCRATCH) or "scratch" in run else base
+        out[run] = df.assign(model_steps=point_steps(df).sum(axis=1), train_steps=run_steps(df, base_steps),
                              tc_seconds=run_seconds(df, run_models[run], timings, base_seconds,
                                                     pruning_seconds.get(run, 0.0)))
     return out
@@ -126,7 +135,7 @@ def run_rows(runs: Sequence[str], costed: Mapping[str, pd.DataFrame], sets: Mapp
         diff = paired_difference(fids[run], fids[ORIGINAL]) if run != ORIGINAL else None
         size = sizes[run]
         rows.append({"training": run_label(run), "FID": spread(fids[run]).text(digits=4),
-                     "FID - original": "" if diff is None else f"{diff.mean:+.4f} ({diff.se:.2g})",
+                     "FID - original": "" if diff is None else f"{diff.mean:+.3g} ({diff.se:.2g})",
                      "MACs per step (M)": size["trajectory_macs"] / 1e6,
                      "MACs / original": size["trajectory_macs"] / sizes[ORIGINAL]["trajectory_macs"],
                      "parameters per model (M)": size["mean_parameters"] / 1e6,
@@ -146,6 +155,24 @@ def group_rows(reports: Sequence[dict]) -> pd.DataFrame:
         "proxy schemes tried": (r["search"] or {}).get("evaluated", 0),
         "proxy recovery steps": (r["search"] or {}).get("recovery_step_total", 0),
         "seconds": r["seconds"]} for r in reports])
+
+
+def table5_rows(runs: Sequence[str], costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.DataFrame],
+                sizes: Mapping[str, dict], full_macs: float) -> pd.DataFrame:
+    """Table V form: each single model at its end (the base model at its step), FID mean (sd) over
+    its sample sets and the paired difference to the proxy-pruned model, parameters, MACs."""
+    fids = shared_set_values({r: sets[r] for r in runs}, "fid")
+    reference = "tdcv_proxy" if "tdcv_proxy" in runs else None
+    rows = []
+    for run in runs:
+        diff = paired_difference(fids[run], fids[reference]) if reference and run != reference else None
+        rows.append({"method": run_label(run), "parameters (M)": sizes[run]["mean_parameters"] / 1e6,
+                     "MACs (M)": sizes[run]["trajectory_macs"] / 1e6,
+                     "MACs / F": sizes[run]["trajectory_macs"] / full_macs,
+                     "train steps": int(costed[run]["model_steps"].iloc[-1]),
+                     "FID": spread(fids[run]).text(digits=4),
+                     "FID - proxy": "" if diff is None else f"{diff.mean:+.3g} ({diff.se:.2g})"})
+    return pd.DataFrame(rows)
 
 
 def fig3(costed: Mapping[str, pd.DataFrame], png_path: str | Path, title: str = "") -> None:
@@ -202,6 +229,12 @@ def tdc_claims(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.DataFra
         verdict = lowest_verdict(run_label("tdc_proxy"), values)
         ours = ", ".join(f"{label} {mean_sd(v)}" for label, v in values.items())
         claims.append(verdict_claim("tdc_table6_proxy", ours, verdict, setting))
+    table5 = [r for r in fids if r.startswith("tdcv_") and r != "tdcv_scratch_long"]
+    if "tdcv_proxy" in table5 and len(table5) > 1:
+        values = {run_label(r): fids[r] for r in table5}
+        ours = ", ".join(f"{label} {mean_sd(v)}" for label, v in values.items())
+        claims.append(verdict_claim("tdc_table5_proxy", ours, lowest_verdict(run_label("tdcv_proxy"), values),
+                                    setting))
     if FULL in fids and SCRATCH in fids:
         claims.append(paired_claim("tdc_fig3_two_stage", "two-stage", "single-stage",
                                    {"two-stage": fids[FULL], "single-stage": fids[SCRATCH]}, setting))
@@ -223,16 +256,25 @@ def write_tdc_study(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.Da
                 f"pruning). Without pruning beats original at fewer steps: "
                 f"{verdicts.get('tdc_table1_no_pruning', 'not run')}; with pruning keeps the FID at fewer MACs: "
                 f"{verdicts.get('tdc_table1_pruned', 'not run')}; {setting}.")
-    table6_runs = [ORIGINAL, *(r for r in costed if r.startswith("tdc_") and r != SCRATCH)]
+    table6_runs = [ORIGINAL, *(r for r in costed if r.startswith("tdc_") and r != SCRATCH)]  # not tdcv_
     table6 = run_rows(table6_runs, costed, sets, sizes)
     write_table(table6, outputs.table6_csv, outputs.table6_md,
                 f"TDC Table VI form ({experiment}): TDC with each pruning method, same groups, limits and fine-tune "
                 f"steps. Proxy pruning best: {verdicts.get('tdc_table6_proxy', 'not run')}; {setting}.")
+    table5_runs = [BASE, *(r for r in costed if r.startswith("tdcv_"))]
+    if len(table5_runs) > 1:
+        table5 = table5_rows(table5_runs, costed, sets, sizes, sizes[ORIGINAL]["trajectory_macs"])
+        write_table(table5, outputs.table5_csv, outputs.table5_md,
+                    f"TDC Table V form ({experiment}): the base model pruned by each method to the smallest group's "
+                    f"limit and fine-tuned on all timesteps for the same steps, and a network of the proxy's pruned "
+                    f"shape trained from scratch for the same and for more steps; FID mean (sd) over sample sets "
+                    f"at each model's end and the paired difference to proxy pruning. Proxy best among the pruned "
+                    f"and same-step scratch models: {verdicts.get('tdc_table5_proxy', 'not run')}; {setting}.")
     groups = group_rows(reports)
     write_table(groups, outputs.groups_csv, outputs.groups_md,
                 f"TDC's pruned group models ({experiment}): each pruning job's FLOPs limit (Eq. 4), the MACs "
                 f"reached, parameters, per-layer widths (ResBlock hidden widths, attention heads) and cost.")
-    fig3(costed, outputs.fig3_png, title=f"{experiment}: two-stage against single-stage: "
+    fig3({r: df for r, df in costed.items() if r in (ORIGINAL, FULL, SCRATCH, "tdc_proxy")}, outputs.fig3_png, title=f"{experiment}: two-stage against single-stage: "
                                          f"{verdicts.get('tdc_fig3_two_stage', 'not run')}"[:160])
     print(table1.to_string(), table6.to_string(), groups.to_string(), *verdicts.values(), sep="\n\n")
     return claims
@@ -247,7 +289,7 @@ def read_and_write_tdc_study(inputs, runs: Sequence[str], run_models: Mapping[st
 
     from mdmlib.report.writers import metric_setting
     from mdmlib.sampling.ddim import ddim_timesteps
-    from mdmlib.training.job import parse_tdc_name, parse_model_name, TDC_NAME
+    from mdmlib.training.job import TDC_NAME, is_fresh_shape, parse_model_name, parse_tdc_name, pruned_base_name
 
     all_sets = {run: pd.read_csv(p) for run, p in zip(runs, inputs.sets)}
     series = {run: df[df["seed_set"] == 0].reset_index(drop=True) for run, df in all_sets.items()}
@@ -257,10 +299,15 @@ def read_and_write_tdc_study(inputs, runs: Sequence[str], run_models: Mapping[st
     reports = [json.loads(Path(p).read_text()) for p in inputs.reports]
     base_steps, _ = base
     base_seconds = seconds_at_step(timings[run_models[ORIGINAL][0]], base_steps)
-    pruning = {run: sum(r["seconds"] for r in reports if r["name"] in {m.rsplit("_i", 1)[0] for m in run_models[run]})
+    pruning = {run: sum(r["seconds"] for r in reports if r["name"] in
+                        {pruned_base_name(m) for m in run_models[run] if TDC_NAME.fullmatch(m) and not is_fresh_shape(m)})
                for run in runs}
     costed = costed_series(series, run_models, timings, (base_steps, base_seconds), pruning)
     sets = best_spreads(series, all_sets[ORIGINAL], spreads)
+    base_point = base[1]  # Table V's pretrained row: the baseline at the base model's step, on all its sets
+    original = all_sets[ORIGINAL]
+    sets[BASE] = original[original["point"] == base_point]
+    costed[BASE] = costed[ORIGINAL][costed[ORIGINAL]["point"] == base_point]
     checkpoints, k = {}, 0
     for run in runs:
         checkpoints[run] = list(inputs.checkpoints[k:k + len(run_models[run])])
@@ -268,4 +315,5 @@ def read_and_write_tdc_study(inputs, runs: Sequence[str], run_models: Mapping[st
     intervals = {run: [parse_tdc_name(m)[2] if TDC_NAME.fullmatch(m) else parse_model_name(m)[0]
                        for m in run_models[run]] for run in runs}
     sizes = run_sizes(checkpoints, intervals, ddim_timesteps(cfg.diffusion.timesteps, cfg.sampling.steps))
+    sizes[BASE] = sizes[ORIGINAL]
     return write_tdc_study(costed, sets, sizes, reports, outputs, experiment, metric_setting(series))

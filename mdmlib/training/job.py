@@ -20,7 +20,9 @@ MODEL_NAME = re.compile(r"t(\d+)-(\d+)_i(\d+)(?:_(p2w|soft_truncation|importance
 # multi-decoder models: stages, encoder width, decoder widths, budget
 STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_e(\d+)_d(\d+(?:-\d+)*)_i(\d+)")
 # TDC group models: pruning method, base model's steps, group interval, FLOPs limit (per mille of F), budget
-TDC_NAME = re.compile(r"tdc_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)_i(\d+)")
+# ('tdcs_': a freshly initialised network of the shape that method's pruning gives: Table V's scratch rows)
+TDC_NAME = re.compile(r"tdc(s?)_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)_i(\d+)")
+PRUNED_NAME = re.compile(r"tdc_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)")  # a pruned base model (rule prune_group)
 TDC_FULL = "full"  # a group model fine-tuned at the base model's full size (TDC without pruning)
 MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}|{TDC_NAME.pattern}"  # the Snakefile's wildcard constraint
 
@@ -65,23 +67,39 @@ def multistage_model(cfg: RunConfig, stages: list[Interval], iterations: int,
     return staged_model_name(stages, iterations, encoder, list(decoders))
 
 
-def tdc_model_name(method: str, base_iterations: int, interval: Interval, limit: float, iterations: int) -> str:
+def tdc_model_name(method: str, base_iterations: int, interval: Interval, limit: float, iterations: int,
+                   fresh: bool = False) -> str:
     """A TDC group model: the base model (the baseline at ``base_iterations``) pruned by ``method`` to
     ``limit`` x its MACs, then fine-tuned on ``interval`` for ``iterations``:
     'tdc_magnitude_b1200_t0-212_f625_i200'. At a limit of 1 nothing is pruned, whatever the method,
-    so every method shares the full-size model of that group."""
+    so every method shares the full-size model of that group. ``fresh``: a network of that pruned
+    shape trained from a fresh initialisation instead ('tdcs_...')."""
     permille = round(limit * 1000)
     method = TDC_FULL if permille >= 1000 else method
-    return f"tdc_{method}_b{base_iterations}_t{interval.lo}-{interval.hi}_f{min(permille, 1000)}_i{iterations}"
+    prefix = "tdcs" if fresh else "tdc"
+    return f"{prefix}_{method}_b{base_iterations}_t{interval.lo}-{interval.hi}_f{min(permille, 1000)}_i{iterations}"
 
 
 def parse_tdc_name(name: str) -> tuple[str, int, Interval, int, int]:
-    """(method, base iterations, interval, limit per mille, iterations) of a TDC group model name."""
+    """(method, base iterations, interval, limit per mille, iterations) of a TDC model name."""
     match = TDC_NAME.fullmatch(name)
     if not match:
-        raise ValueError(f"model name {name!r} is not a TDC group model (tdc_<method>_b<n>_t<lo>-<hi>_f<permille>_i<n>)")
-    method, base, lo, hi, permille, iterations = match.group(1), *map(int, match.groups()[1:])
+        raise ValueError(f"model name {name!r} is not a TDC model (tdc[s]_<method>_b<n>_t<lo>-<hi>_f<permille>_i<n>)")
+    method, base, lo, hi, permille, iterations = match.group(2), *map(int, match.groups()[2:])
     return method, base, Interval(lo, hi), permille, iterations
+
+
+def pruned_base_name(name: str) -> str:
+    """The pruned base model a TDC model starts from (or whose shape it takes): its name less the
+    budget, always 'tdc_'."""
+    parse_tdc_name(name)  # refuses any other name
+    return "tdc_" + without_budget(name).split("_", 1)[1]
+
+
+def is_fresh_shape(name: str) -> bool:
+    """Whether a TDC model trains a pruned shape from scratch ('tdcs_') rather than fine-tunes."""
+    match = TDC_NAME.fullmatch(name)
+    return bool(match and match.group(1))
 
 
 def without_budget(name: str) -> str:

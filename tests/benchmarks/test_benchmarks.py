@@ -14,10 +14,11 @@ from conftest import REPO
 from benchmarks.metric_cost import peak_memory_increase
 from benchmarks.parallel import greedy_makespan
 from benchmarks.pipeline import parse_snakemake_log, pipeline_overhead
+from benchmarks.pruned_sampling import LIMITS, pruned_sampling
 from mdmlib.models.macs import forward_macs
 
 NAMES = ("trainer_overhead", "routing_overhead", "parallel_experts", "pipeline_overhead", "metric_times",
-         "precision_recall_memory", "model_efficiency", "multistage_costs")
+         "precision_recall_memory", "model_efficiency", "multistage_costs", "pruned_sampling")
 
 
 def job_block(jobid: int, rule: str, start: str, end: str, benchmark: str | None, threads: int = 1) -> str:
@@ -73,6 +74,25 @@ def test_benchmarks_run_quick_and_write_json_and_summary(tmp_path):
     pipeline = json.loads((tmp_path / "out" / "pipeline_overhead.json").read_text())
     # Measured: a fresh Python importing PyTorch takes a tenth of a second at least.
     assert all(len(v) == 1 and v[0] > 0.1 for v in pipeline["startup_seconds"].values())
+
+
+def test_pruned_sampling_times_each_limit_against_the_base_model():
+    from mdmlib.config import load_config
+
+    cfg = load_config(REPO / "configs/smoke.yaml")
+    images = torch.randint(0, 256, (16, 1, cfg.data.resolution, cfg.data.resolution), dtype=torch.uint8).numpy()
+    result = pruned_sampling(cfg, images, batch=2, ddim_steps=1, repeats=1)
+    assert result["limits"] == list(LIMITS) == [0.625, 0.75, 0.875] and result["criterion"] == "magnitude"
+    assert result["ddim_steps"] == 1 and len(result["figures"]) == 6 * len(LIMITS)
+    macs = [row["macs_ratio"] for row in result["limits_measured"]]
+    assert all(m <= limit for m, limit in zip(macs, LIMITS)) and macs == sorted(macs) and macs[-1] < 1
+    for row in result["limits_measured"]:
+        (time_ratio,) = row["ddim"]["ratios"]
+        assert row["speedup_over_predicted"] == pytest.approx([row["macs_ratio"] / time_ratio])
+        assert row["predicted_speedup"] == pytest.approx(1 / row["macs_ratio"]) and 0 < row["parameters_ratio"] < 1
+        assert row["pruned_ms_per_step"] == pytest.approx([1000 * row["ddim"]["numerator_s"][0]])
+    tracking = [f for f in result["figures"] if "predicted" in f["figure"]]
+    assert len(tracking) == 3 and all(f["target"] == ">= 0.8" and f["met"] in (True, False) for f in tracking)
 
 
 def test_pipeline_overhead_of_a_synthetic_run(tmp_path):

@@ -102,7 +102,7 @@ BAD = [
     ("multistage.stage_count_intervals", "by_eye"),
     ("metrics.reference", "test"),  # validation, training or both
     ("tdc.groups", 1001),  # more groups than timesteps
-    ("tdc.groups", 0),
+    ("tdc.groups", 1),  # the only group's limit is F: nothing to prune
     ("tdc.pruning", ["magnitude", "gpt4"]),  # a criterion nobody registered
     ("tdc.pruning", ["taylor", "taylor"]),
     ("tdc.base_iterations", 1000),  # not one of the baseline's snapshot steps (400, 800, ..., 2400)

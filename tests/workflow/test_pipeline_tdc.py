@@ -9,6 +9,7 @@ import pytest
 from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
 
 from mdmlib import paths
+from mdmlib.core.intervals import Interval
 from mdmlib.intervals.choice import read_choice
 from mdmlib.models.unet import layer_widths
 from mdmlib.report.claims import NOT_RUN
@@ -63,12 +64,23 @@ def test_tables_figure_and_claims_hold_this_runs_numbers(tdc_run):
     assert np.isfinite(table1[["MACs per step (M)", "parameters per model (M)", "measured TC (s)"]].to_numpy()).all()
     table6 = pd.read_csv(paths.table(out, "tdc_table6_pruning_methods", "csv"))
     assert table6["training"].tolist() == ["original training", "TDC w/o pruning", "TDC (magnitude)", "TDC (proxy)"]
+    table5 = pd.read_csv(paths.table(out, "tdc_table5_pruning_vs_scratch", "csv"))
+    assert table5["method"].tolist() == ["base model (pretrained)", "magnitude pruning", "proxy pruning",
+                                         "scratch training", "scratch training, longer"]
+    assert table5["train steps"].tolist() == [BASE, FINETUNE, FINETUNE, FINETUNE, 4 * FINETUNE]
+    assert (table5["MACs / F"].iloc[1:] <= 0.75).all() and table5["MACs / F"].iloc[0] == pytest.approx(1.0)
+    scratch = load_checkpoint(paths.snapshot(out, tdc_model_name("proxy", BASE, Interval(0, 1000), 0.75,
+                                                                 FINETUNE, fresh=True), 2))
+    proxy = load_checkpoint(paths.pruned(out, without_budget(tdc_model_name("proxy", BASE, Interval(0, 1000), 0.75,
+                                                                             FINETUNE))))
+    assert scratch["model_spec"] == proxy["model_spec"] and scratch["init"]["step"] == 0  # same shape, fresh
     groups = pd.read_csv(paths.table(out, "tdc_pruned_groups", "csv"))
     assert (groups["MACs / F"] <= groups["FLOPs limit / F"]).all()
     for ext in ("png", "pdf"):
         assert (out / "figures" / f"tdc_fig3_fid_vs_steps.{ext}").stat().st_size > 1000
     snakemake(workdir, "claims_table", "--configfile", "configs/smoke.yaml")  # joins the target's claims file
     claims = pd.read_csv(paths.table(out, "claims", "csv"), keep_default_na=False).set_index("id")
-    for claim in ("tdc_table1_no_pruning", "tdc_table1_pruned", "tdc_table6_proxy", "tdc_fig3_two_stage"):
+    for claim in ("tdc_table1_no_pruning", "tdc_table1_pruned", "tdc_table5_proxy", "tdc_table6_proxy",
+                  "tdc_fig3_two_stage"):
         assert claims.loc[claim, "verdict"] != NOT_RUN, claim
         assert "2 sample sets" in claims.loc[claim, "reason"] or claims.loc[claim, "spread"].endswith("(2 sets)")

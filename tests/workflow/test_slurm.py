@@ -26,7 +26,7 @@ from conftest import REPO, SMOKE_OUT, copy_workflow
 from mdmlib import paths
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ("train_model", "train_baseline", "sample_point", "seed_spread")  # resources: gpu=1 in rules/
+GPU_RULES = ("train_model", "train_baseline", "finetune_group", "prune_group", "sample_point", "seed_spread")  # resources: gpu=1 in rules/
 SLURM_REQUIRED = os.environ.get("MDM_TEST_SLURM") == "1"
 # The baseline's FID series: data, the feature net, GPU rules (training, sampling) and
 # metrics, in 7 jobs. The paper's tables (15 jobs, with the interval checkpoint and the

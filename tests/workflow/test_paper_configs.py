@@ -208,3 +208,47 @@ def test_multistage_full_size_network_builds_and_takes_a_training_step_on_the_cp
     t, losses = train_step(state, schedule, images, sampler, batch_size=3)  # one sample per stage
     assert [sampler.stage_index(int(x)) for x in t] == [0, 1, 2] and torch.isfinite(losses).all()
     assert all(not torch.equal(b, d["out"][-1].weight) for b, d in zip(before, state.model.decoders))
+
+
+# ---------------------------------------------------------------------- the TDC paper's CIFAR-10
+
+
+def test_tdc_config_dry_runs_its_target_up_to_the_snr_groups(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    values = paper_values("cifar10_tdc")
+    make_stand_ins(workdir, values)
+    text = snakemake(workdir, "tdc", "--configfile", "configs/cifar10_tdc.yaml", "-n").stdout
+    counts = dry_run_counts(text)
+    assert counts.get("tdc_tables") == 1 and counts.get("train_baseline") == 1, text[-3000:]
+    assert counts.get("select_intervals") == 1 and "checkpoint jobs" in text  # snr, 8 groups
+
+
+def test_tdc_config_groups_fill_and_its_full_size_network_prunes_to_the_smallest_limit(tmp_path, monkeypatch):
+    from mdmlib.intervals.snr import snr_intervals
+    from mdmlib.models.macs import count_parameters
+    from mdmlib.pruning.importance import layer_scores
+    from mdmlib.pruning.prune import prune_unet
+    from mdmlib.pruning.scheme import macs_counter, scheme_widths, spec_macs, uniform_scheme, unet_shape
+    from mdmlib.studies.runs import group_limits, tdc_base_iterations
+
+    cfg = paper_config("cifar10_tdc", tmp_path, monkeypatch)
+    schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
+    groups = snr_intervals(schedule, cfg.tdc.groups, cfg.intervals.settings("snr").min_flops_ratio).intervals
+    assert len(groups) == 8 and cfg.sampling.steps == 100 and tdc_base_iterations(cfg) == 200_000
+    limit = group_limits(8, 0.5)[0]
+    assert limit == pytest.approx(0.5625)
+    model = new_model(cfg.model, cfg.data.channels, cfg.data.resolution).eval()
+    shape = unet_shape(model)
+    full = spec_macs(model.spec)
+    scheme = uniform_scheme(limit * full, macs_counter(model.spec, shape), shape)
+    images = torch.rand(2, cfg.data.channels, cfg.data.resolution, cfg.data.resolution) * 2 - 1
+    scores, _ = layer_scores(model, "magnitude", schedule, images, groups[0])
+    started = time.perf_counter()
+    pruned = prune_unet(model, scheme_widths(shape, scheme), scores)
+    print(f"cifar10_tdc: pruned {count_parameters(model):,} -> {count_parameters(pruned):,} parameters to "
+          f"{spec_macs(pruned.spec) / full:.3f} F in {time.perf_counter() - started:.1f} s")
+    assert spec_macs(pruned.spec) <= limit * full and count_parameters(pruned) < count_parameters(model)
+    t = torch.randint(groups[0].lo, groups[0].hi, (2,))
+    loss = (pruned(images, t) - images).pow(2).mean()
+    loss.backward()  # one training step's backward through the pruned paper-size network
+    assert torch.isfinite(loss) and all(p.grad is not None for p in pruned.parameters() if p.requires_grad)

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines convergence multistage tdc test slurm-test lint dryrun report snakemake-report browser clean bench
+.PHONY: setup run baselines convergence multistage tdc tdc-ablations test slurm-test lint dryrun report snakemake-report browser clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ multistage: setup
 tdc: setup
 	snakemake tdc --cores $(CORES)
 
+# TDC's ablations: FLOPs schedules (Table II) and group numbers (Table III).
+tdc-ablations: setup
+	snakemake tdc_ablations --cores $(CORES)
+
 # One self-contained HTML page: the claims table, then `make run`'s tables and figures, then those
 # of `make baselines` / `convergence` / `multistage` once they have run (results/<dataset>/<experiment>/report.html).
 report: setup
@@ -44,7 +48,7 @@ report: setup
 
 # Snakemake's own interactive report of the same targets (report.html here).
 snakemake-report: setup
-	targets=all; for t in baselines convergence multistage tdc; do \
+	targets=all; for t in baselines convergence multistage tdc tdc_ablations; do \
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 

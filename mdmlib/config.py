@@ -266,6 +266,10 @@ class TdcConfig:  # TDC training (make tdc): the SNR groups, a pruned base model
     scratch_factor: int = 4  # Table V: the pruned shape from scratch for 1x and this many x the fine-tune steps
     pruning: tuple[str, ...] = ("random", "magnitude", "taylor", "diff_pruning", "proxy")  # Table VI rows
     importance_images: int = 64  # training images whose gradients score channels (taylor, diff_pruning)
+    # tdc_ablations: Table II compares FLOPs schedules with this pruning method; Table III TDC
+    # without pruning on each of these group numbers
+    ablation_pruning: str = "proxy"
+    group_counts: tuple[int, ...] = (2, 3, 4, 6, 8)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
@@ -513,6 +517,12 @@ def _check_tdc(cfg: RunConfig) -> None:
     tdc, T = cfg.tdc, cfg.diffusion.timesteps
     if not 2 <= tdc.groups <= T:  # one group's limit is F: nothing to prune
         raise ValueError(f"config key 'tdc.groups': {tdc.groups} groups; need 2 to {T} (the timesteps)")
+    if tdc.ablation_pruning not in pruning_methods():
+        raise ValueError(f"config key 'tdc.ablation_pruning': {tdc.ablation_pruning!r} is not one of "
+                         f"{list(pruning_methods())}")
+    bad = [n for n in tdc.group_counts if not 2 <= n <= T]
+    if bad or len(set(tdc.group_counts)) != len(tdc.group_counts):
+        raise ValueError(f"config key 'tdc.group_counts': {list(tdc.group_counts)}; each once, 2 to {T}")
     unknown = [m for m in tdc.pruning if m not in pruning_methods()]
     if unknown or len(set(tdc.pruning)) != len(tdc.pruning):
         raise ValueError(f"config key 'tdc.pruning': {list(tdc.pruning)}; each once, of {list(pruning_methods())}")

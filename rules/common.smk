@@ -163,6 +163,7 @@ TDC_BASE_POINT = tdc_base_point(CFG)
 TDC_OUTPUTS = (("table1", "table", "tdc_table1_training"), ("table6", "table", "tdc_table6_pruning_methods"),
                ("table5", "table", "tdc_table5_pruning_vs_scratch"),
                ("groups", "table", "tdc_pruned_groups"), ("fig3", "figure", "tdc_fig3_fid_vs_steps"))
+TDC_ABLATION_OUTPUTS = (("table2", "table", "tdc_table2_flops_schedules"), ("table3", "table", "tdc_table3_groups"))
 
 
 def tdc_init(wildcards):
@@ -193,7 +194,8 @@ def convergence_outputs():
 # The rule whose claims file holds a target's claims -> that target.
 CLAIM_SOURCES = {"paper_tables": "run", "interval_study": "run", "baseline_tables": "baselines",
                  "convergence_study": "convergence", "multistage_tables": "multistage",
-                 "multistage_ablations": "multistage", "tdc_tables": "tdc"}
+                 "multistage_ablations": "multistage", "tdc_tables": "tdc",
+                 "tdc_ablations_tables": "tdc-ablations"}
 
 
 def claim_files(wildcards=None):
@@ -212,7 +214,8 @@ def report_sections(wildcards=None):
     sections = {"make run": [p for p in final_outputs() if shown(p)]}
     for target, outputs in (("make baselines", baseline_outputs()), ("make convergence", convergence_outputs()),
                             ("make multistage", multistage_outputs()),
-                            ("make tdc", list(output_files(TDC_OUTPUTS).values()))):
+                            ("make tdc", list(output_files(TDC_OUTPUTS).values())),
+                            ("make tdc-ablations", list(output_files(TDC_ABLATION_OUTPUTS).values()))):
         if all(os.path.exists(p) for p in outputs):
             sections[target] = [p for p in outputs if shown(p)]
     return sections

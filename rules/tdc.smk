@@ -71,3 +71,30 @@ rule tdc_tables:
 rule tdc:
     input:
         output_files(TDC_OUTPUTS).values(),
+
+
+# Tables II and III forms: FLOPs schedules and group numbers, each run at its end on the same sets.
+rule tdc_ablations_tables:
+    input:
+        base=paths.snapshot(OUT, BASELINE, TDC_BASE_POINT),
+        spreads=[paths.seed_spread(OUT, run) for run in PLAN.tdc_ablation_runs],
+        checkpoints=lambda wc: [c for run in PLAN.tdc_ablation_runs for c in PLAN.checkpoints(run, POINTS[-1])],
+    output:
+        **{key: report(path, caption="../report/tdc_ablations.rst", category="TDC")
+           if key.endswith("_csv") else path for key, path in output_files(TDC_ABLATION_OUTPUTS).items()},
+        claims=paths.claims(OUT, "tdc_ablations_tables"),
+    params:
+        runs=PLAN.tdc_ablation_runs,
+        models=lambda wc: {run: run_models(run) for run in PLAN.tdc_ablation_runs},
+        experiment=paths.experiment_label(CFG),
+    log:
+        paths.log(OUT, "tdc_ablations_tables"),
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/tdc_ablations_tables.py"
+
+
+rule tdc_ablations:
+    input:
+        output_files(TDC_ABLATION_OUTPUTS).values(),

@@ -160,6 +160,32 @@ def tdc_runs(cfg: RunConfig) -> list[str]:
     return ["tdc_full", *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH, *table5]
 
 
+FLOPS_SCHEDULES = ("snr", "constant", "increasing", "decreasing")  # TDC Table II
+TDC_ENDPOINT_PREFIXES = ("tdcv_", "tdcflops_", "tdcgroups_")  # compared at their end (equal steps)
+
+
+def tdc_ablation_runs(cfg: RunConfig) -> list[str]:
+    """Table II: 'tdcflops_<schedule>' (the groups' FLOPs limits from each schedule); Table III:
+    'tdcgroups_<n>' (TDC without pruning on n SNR groups)."""
+    return [*(f"tdcflops_{s}" for s in FLOPS_SCHEDULES), *(f"tdcgroups_{n}" for n in cfg.tdc.group_counts)]
+
+
+def schedule_limits(schedule: str, groups: Sequence[Interval], k: float, timesteps: int) -> list[float]:
+    """Table II's FLOPs limits per group (over F): the SNR schedule's (Eq. 4), or a constant /
+    uniformly increasing / uniformly decreasing FLOPs(t) whose mean over the timesteps equals the
+    SNR schedule's (each group weighted by its share of them, as the sampler visits them). The
+    uniform ones are linear in t, as steep as [k, 1] allows; a group's limit is their value at
+    its middle timestep, so the mean is kept exactly."""
+    snr = group_limits(len(groups), k)
+    if schedule == "snr":
+        return snr
+    if schedule not in FLOPS_SCHEDULES:
+        raise ValueError(f"unknown FLOPs schedule {schedule!r}; expected one of {FLOPS_SCHEDULES}")
+    mean = sum(g.size * limit for g, limit in zip(groups, snr)) / timesteps
+    slope = {"constant": 0.0, "increasing": 1.0, "decreasing": -1.0}[schedule] * 2 * min(1 - mean, mean - k)
+    return [mean + slope * ((g.lo + g.hi) / 2 / timesteps - 0.5) for g in groups]
+
+
 def table5_shape_method(cfg: RunConfig) -> str:
     """Whose pruned shape Table V's scratch rows train: the proxy's when it runs."""
     return "proxy" if "proxy" in cfg.tdc.pruning else cfg.tdc.pruning[0]
@@ -187,6 +213,11 @@ def tdc_run_models(run: str, cfg: RunConfig, groups: list[Interval]) -> list[str
     steps (base + every group's fine-tune) shared equally, so Fig. 3 compares equal totals."""
     base, ft = tdc_base_iterations(cfg), cfg.tdc.finetune_iterations
     k = cfg.intervals.settings(TDC_METHOD).min_flops_ratio
+    if run.startswith("tdcflops_"):  # Table II: the ablation's pruning method under another schedule
+        limits = schedule_limits(run.removeprefix("tdcflops_"), groups, k, cfg.diffusion.timesteps)
+        return [tdc_model_name(cfg.tdc.ablation_pruning, base, g, limit, ft) for g, limit in zip(groups, limits)]
+    if run.startswith("tdcgroups_"):  # Table III: without pruning on n groups (``groups`` has n)
+        return tdc_run_models("tdc_full", cfg, groups)
     if run.startswith("tdcv_"):  # one model on (0, T] at the smallest group's limit
         whole, limit = Interval(0, cfg.diffusion.timesteps), group_limits(len(groups), k)[0]
         if run.startswith("tdcv_scratch"):
@@ -223,11 +254,12 @@ class RunPlan:
         self.baseline_runs = baseline_runs(cfg)  # MDM paper Tables 1, 3, 4: the `baselines` target
         self.eight_runs = eight_expert_runs()  # MDM Sec. 4.1: the `convergence` target
         self.ablation_runs = ablation_runs(cfg)  # multi-stage Tables 7 and 9: the `multistage` target
-        self.tdc_runs = tdc_runs(cfg)  # TDC Tables I, VI and Fig. 3: the `tdc` target
+        self.tdc_runs = tdc_runs(cfg)  # TDC Tables I, V, VI and Fig. 3: the `tdc` target
+        self.tdc_ablation_runs = tdc_ablation_runs(cfg)  # TDC Tables II, III: `tdc_ablations`
         self.runs = (run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
-                     + self.ablation_runs + self.tdc_runs)
+                     + self.ablation_runs + self.tdc_runs + self.tdc_ablation_runs)
         # the interval counts selected: experts.n, and Table 9's other stage counts
-        self.interval_counts = sorted({cfg.experts.n, cfg.tdc.groups,
+        self.interval_counts = sorted({cfg.experts.n, cfg.tdc.groups, *cfg.tdc.group_counts,
                                        *(n for n in cfg.multistage.stage_counts if n > 1)})
 
     def models(self, run: str) -> list[str]:
@@ -252,8 +284,9 @@ class RunPlan:
             return expert_models(stages, total, self.cfg.diffusion.timesteps, self.cfg.training.recipe)
         if run in self.ablation_runs:
             return [self.ablation_model(run)]
-        if run in self.tdc_runs:
-            return tdc_run_models(run, self.cfg, self.chosen_intervals(TDC_METHOD, self.cfg.tdc.groups))
+        if run in self.tdc_runs or run in self.tdc_ablation_runs:
+            n = int(run.removeprefix("tdcgroups_")) if run.startswith("tdcgroups_") else self.cfg.tdc.groups
+            return tdc_run_models(run, self.cfg, self.chosen_intervals(TDC_METHOD, n))
         method, total_iterations = run_recipe(run, self.cfg)
         return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
                              self.cfg.training.recipe)
@@ -282,7 +315,7 @@ class RunPlan:
     def run_points(self, run: str) -> list[int]:
         """End-point-only runs (those sharing models with others, TDC's Table V) are compared at
         their end; the others over their series."""
-        return self.points[-1:] if self.shared_sources(run) or run.startswith("tdcv_") else self.points
+        return self.points[-1:] if self.shared_sources(run) or run.startswith(TDC_ENDPOINT_PREFIXES) else self.points
 
     def checkpoint(self, model: str, point: int, longer_models: Sequence[str] = ()) -> str:
         """A model's snapshot at a point. Its final weights are a longer model's snapshot when one
@@ -313,6 +346,8 @@ class RunPlan:
             return ["baseline"] + (["mdm"] if self.cfg.experts.intervals == "paper" else [])
         if run == "separate":  # MDM itself when the multi-stage comparison uses the main split
             return ["mdm"]
+        if run.startswith(("tdcflops_", "tdcgroups_")):  # the SNR schedule, the main group count
+            return [f"tdc_{self.cfg.tdc.ablation_pruning}", "tdc_full"]
         return self.shared_sources(run)
 
     def sampled_as(self, run: str, point: int) -> tuple[str, int]:

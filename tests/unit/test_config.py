@@ -107,6 +107,9 @@ BAD = [
     ("tdc.pruning", ["taylor", "taylor"]),
     ("tdc.base_iterations", 1000),  # not one of the baseline's snapshot steps (400, 800, ..., 2400)
     ("tdc.finetune_iterations", 0),
+    ("tdc.ablation_pruning", "lottery"),
+    ("tdc.group_counts", [4, 4]),
+    ("tdc.group_counts", [1, 4]),
     ("tdc.proxy.proposer", "gpt4"),
     ("tdc.proxy.endpoint", None, {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),
     ("tdc.proxy.endpoint", "api.openai.com", {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),

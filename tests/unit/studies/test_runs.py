@@ -99,7 +99,7 @@ def test_samples_are_shared_where_checkpoints_and_routing_match():
 def test_the_multi_stage_ablations_train_only_what_the_main_models_snapshots_do_not_give():
     plan = default_plan(chosen=OD)
     assert plan.ablation_runs == ["stages1", "stages2", "stages3", "stages4", "stages5", "split1", "split3"]
-    assert plan.interval_counts == [2, 3, 4, 5]
+    assert plan.interval_counts == [2, 3, 4, 5, 6, 8]  # with TDC's groups and Table III's counts
     main = "ms_t0-300-700-1000_e32_d48-32-16_i2400"
     assert plan.models("multistage") == [main]
     # At 1200 iterations (3/6 of 2400) one stage is the baseline's and three the main model's snapshot.

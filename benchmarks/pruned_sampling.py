@@ -25,7 +25,13 @@ from mdmlib.models.macs import count_parameters
 from mdmlib.models.registry import new_model
 from mdmlib.pruning.importance import layer_scores
 from mdmlib.pruning.prune import prune_unet
-from mdmlib.pruning.scheme import macs_counter, scheme_widths, spec_macs, uniform_scheme, unet_shape
+from mdmlib.pruning.scheme import (
+    macs_counter,
+    scheme_widths,
+    spec_macs,
+    unet_shape,
+    uniform_scheme,
+)
 from mdmlib.sampling.ddim import ddim_sample
 
 LIMITS = (0.625, 0.75, 0.875)  # TDC's FLOPs limits kF + (i+1)(1-k)F/N at k = 0.5, N = 4 (config.yaml's tdc)

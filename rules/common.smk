@@ -15,9 +15,8 @@ from mdmlib.studies.runs import (
     split_runs,
     stage_count_runs,
     swap_runs,
-    tdc_base_iterations,
-    tdc_base_point,
 )
+from mdmlib.studies.tdc_runs import tdc_base_iterations, tdc_base_point
 from mdmlib.training.job import (
     MODEL_PATTERN,
     PRUNED_NAME,

@@ -24,7 +24,12 @@ from mdmlib.models.unet import prunable_layers
 from mdmlib.pruning.chat import ChatProposer
 from mdmlib.pruning.criteria import PROXY
 from mdmlib.pruning.importance import LayerScores, layer_scores
-from mdmlib.pruning.proxy import MutationProposer, SearchProblem, bank_rows, proxy_search
+from mdmlib.pruning.proxy import (
+    MutationProposer,
+    SearchProblem,
+    bank_rows,
+    proxy_search,
+)
 from mdmlib.pruning.prune import prune_unet
 from mdmlib.pruning.scheme import (
     PruningScheme,
@@ -32,10 +37,14 @@ from mdmlib.pruning.scheme import (
     macs_counter,
     scheme_widths,
     spec_macs,
-    uniform_scheme,
     unet_shape,
+    uniform_scheme,
 )
-from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mdmlib.training.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 
 
 def layer_names(model: torch.nn.Module) -> tuple[str, ...]:

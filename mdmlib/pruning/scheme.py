@@ -10,7 +10,7 @@ layer (``mdmlib.models.unet.prunable_layers`` order), so a proposer can read and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 

@@ -19,7 +19,13 @@ import pandas as pd
 
 from mdmlib.core.intervals import Interval
 from mdmlib.metrics.spread import paired_difference, spread
-from mdmlib.report.claims import ClaimResult, difference_claim, mean_sd, paired_claim, verdict_claim
+from mdmlib.report.claims import (
+    ClaimResult,
+    difference_claim,
+    mean_sd,
+    paired_claim,
+    verdict_claim,
+)
 from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.tables import best_point, write_table
 from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED, Verdict, lowest_verdict
@@ -289,7 +295,13 @@ def read_and_write_tdc_study(inputs, runs: Sequence[str], run_models: Mapping[st
 
     from mdmlib.report.writers import metric_setting
     from mdmlib.sampling.ddim import ddim_timesteps
-    from mdmlib.training.job import TDC_NAME, is_fresh_shape, parse_model_name, parse_tdc_name, pruned_base_name
+    from mdmlib.training.job import (
+        TDC_NAME,
+        is_fresh_shape,
+        parse_model_name,
+        parse_tdc_name,
+        pruned_base_name,
+    )
 
     all_sets = {run: pd.read_csv(p) for run, p in zip(runs, inputs.sets)}
     series = {run: df[df["seed_set"] == 0].reset_index(drop=True) for run, df in all_sets.items()}

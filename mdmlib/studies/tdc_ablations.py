@@ -77,11 +77,11 @@ def write_tdc_ablations(schedule_runs: Sequence[str], group_runs: Sequence[str],
 def read_and_write_tdc_ablations(inputs, runs: Sequence[str], run_models: Mapping[str, Sequence[str]], cfg,
                                  outputs, experiment: str) -> list[ClaimResult]:
     """The rule's files in (spreads and final checkpoints per run, in ``runs`` order), the tables out."""
+    from mdmlib.pruning.scheme import spec_macs
     from mdmlib.report.writers import metric_setting
     from mdmlib.sampling.ddim import ddim_timesteps
     from mdmlib.studies.convergence import point_steps
     from mdmlib.studies.tdc import run_sizes
-    from mdmlib.pruning.scheme import spec_macs
     from mdmlib.training.checkpoint import load_checkpoint
     from mdmlib.training.job import parse_tdc_name
 

@@ -228,8 +228,14 @@ def test_tdc_config_groups_fill_and_its_full_size_network_prunes_to_the_smallest
     from mdmlib.models.macs import count_parameters
     from mdmlib.pruning.importance import layer_scores
     from mdmlib.pruning.prune import prune_unet
-    from mdmlib.pruning.scheme import macs_counter, scheme_widths, spec_macs, uniform_scheme, unet_shape
-    from mdmlib.studies.runs import group_limits, tdc_base_iterations
+    from mdmlib.pruning.scheme import (
+        macs_counter,
+        scheme_widths,
+        spec_macs,
+        unet_shape,
+        uniform_scheme,
+    )
+    from mdmlib.studies.tdc_runs import group_limits, tdc_base_iterations
 
     cfg = paper_config("cifar10_tdc", tmp_path, monkeypatch)
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)

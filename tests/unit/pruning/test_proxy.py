@@ -11,7 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mdmlib.pruning.chat import ChatProposer, parse_schemes
-from mdmlib.pruning.proxy import BankEntry, MutationProposer, SearchProblem, proxy_search
+from mdmlib.pruning.proxy import (
+    BankEntry,
+    MutationProposer,
+    SearchProblem,
+    proxy_search,
+)
 from mdmlib.pruning.scheme import PruningScheme, UNetShape
 
 # A toy problem: four ResBlocks of 16 norm groups, two attention layers of 8 heads; a scheme's

@@ -20,7 +20,11 @@ from mdmlib.pruning.group import prune_for_group
 from mdmlib.pruning.importance import layer_scores
 from mdmlib.pruning.prune import prune_unet
 from mdmlib.pruning.scheme import spec_macs
-from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mdmlib.training.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 
 torch.set_num_threads(1)
 

@@ -24,8 +24,8 @@ from mdmlib.pruning.scheme import (
     scheme_widths,
     smallest_scheme,
     spec_macs,
-    uniform_scheme,
     unet_shape,
+    uniform_scheme,
 )
 
 torch.set_num_threads(1)

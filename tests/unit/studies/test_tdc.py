@@ -8,7 +8,9 @@ from mdmlib.config import load_config
 from mdmlib.core.intervals import Interval
 from mdmlib.intervals.snr import group_upper_limits
 from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED
-from mdmlib.studies.runs import (
+from mdmlib.studies.tdc import tdc_claims, trajectory_macs
+from mdmlib.studies.tdc_ablations import ablation_claims
+from mdmlib.studies.tdc_runs import (
     group_limits,
     schedule_limits,
     tdc_ablation_runs,
@@ -16,9 +18,12 @@ from mdmlib.studies.runs import (
     tdc_run_models,
     tdc_runs,
 )
-from mdmlib.studies.tdc import tdc_claims, trajectory_macs
-from mdmlib.studies.tdc_ablations import ablation_claims
-from mdmlib.training.job import is_fresh_shape, parse_tdc_name, pruned_base_name, train_job
+from mdmlib.training.job import (
+    is_fresh_shape,
+    parse_tdc_name,
+    pruned_base_name,
+    train_job,
+)
 
 GROUPS = [Interval(0, 161), Interval(161, 943), Interval(943, 998), Interval(998, 1000)]  # the default's N = 4
 

@@ -39,3 +39,20 @@ def sample_grid_figure(images: np.ndarray, rows: int, png_path: str | Path, titl
     ax.set_title(title, fontsize=10)
     ax.axis("off")
     save_figure(fig, png_path)
+
+
+def fid_curves_figure(curves, panels, png_path: str | Path, title: str = "", ylabel: str = "FID") -> None:
+    """FID curves side by side, one panel per x column: ``curves`` label -> frame with ``fid`` and
+    the panels' columns (in plotting order); ``panels`` [(column, x label)]. Log FID axis, shared."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (column, label) in zip(axes[0], panels):
+        for i, (name, df) in enumerate(curves.items()):
+            ax.plot(df[column], df["fid"], "o-", color=f"C{i}", label=name)
+        ax.set_xlabel(label)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, png_path)

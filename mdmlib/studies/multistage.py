@@ -27,7 +27,7 @@ from mdmlib.report.claims import (
     untested,
     verdict_claim,
 )
-from mdmlib.report.figures import plt, save_figure
+from mdmlib.report.figures import fid_curves_figure
 from mdmlib.report.labels import run_label
 from mdmlib.report.tables import best_point, write_table
 from mdmlib.report.verdicts import FAILS, HOLDS, Verdict, less_verdict
@@ -133,19 +133,8 @@ def fid_against_iterations_figure(series: Mapping[str, pd.DataFrame], run_models
                                   timings: Mapping[str, pd.DataFrame], png_path: str | Path, title: str = "") -> None:
     """Fig. 1(d) form: FID against training iterations and against measured total cost (s)."""
     costed = normalised_costs(series, run_models, timings)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, column, label in zip(axes, ("total_steps", "tc_timed"), ("training iterations", "measured TC (s)")):
-        for i, (run, df) in enumerate(costed.items()):
-            df = df.sort_values("point")
-            ax.plot(df[column], df["fid"], "o-", color=f"C{i}", label=run_label(run))
-        ax.set_xlabel(label)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("FID")
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    save_figure(fig, png_path)
+    fid_curves_figure({run_label(run): df.sort_values("point") for run, df in costed.items()},
+                      [("total_steps", "training iterations"), ("tc_timed", "measured TC (s)")], png_path, title)
 
 
 def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, Sequence[str]],

@@ -26,7 +26,7 @@ from mdmlib.report.claims import (
     paired_claim,
     verdict_claim,
 )
-from mdmlib.report.figures import plt, save_figure
+from mdmlib.report.figures import fid_curves_figure
 from mdmlib.report.tables import best_point, write_table
 from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED, Verdict, lowest_verdict
 from mdmlib.studies.convergence import point_steps, seconds_at_step
@@ -183,18 +183,9 @@ def table5_rows(runs: Sequence[str], costed: Mapping[str, pd.DataFrame], sets: M
 
 def fig3(costed: Mapping[str, pd.DataFrame], png_path: str | Path, title: str = "") -> None:
     """Fig. 3 form: FID against training steps (and measured cost) for each run."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, column, label in zip(axes, ("train_steps", "tc_seconds"), ("training steps", "measured TC (s)")):
-        for i, (run, df) in enumerate(costed.items()):
-            ax.plot(df[column], df["fid"], "o-", color=f"C{i}", label=run_label(run))
-        ax.set_xlabel(label)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("FID (sample set 0)")
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    save_figure(fig, png_path)
+    fid_curves_figure({run_label(run): df for run, df in costed.items()},
+                      [("train_steps", "training steps"), ("tc_seconds", "measured TC (s)")], png_path, title,
+                      ylabel="FID (sample set 0)")
 
 
 def tdc_claims(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.DataFrame], sizes: Mapping[str, dict],

@@ -51,3 +51,24 @@ def test_a_different_initial_checkpoint_does_not_resume(trained_base, tmp_path):
     run_training(cfg, job, images, tmp_path / "tuned", CPU, log=logs.append, stop_after=4, init=base)
     run_training(cfg, job, images, tmp_path / "tuned", CPU, log=logs.append, init=base)
     assert sum("starting afresh" in line for line in logs) == 1 and any("resumed at step 4" in line for line in logs)
+
+
+def test_a_pruned_models_fine_tune_resumes_after_a_kill_to_the_uninterrupted_weights(trained_base, tmp_path):
+    from mdmlib.pruning.group import prune_for_group
+
+    cfg, images, base = trained_base
+    group = Interval(0, 300)
+    report = prune_for_group(base, "magnitude", group, 0.75, images, images, cfg, "pruned", tmp_path / "pruned.pt",
+                             tmp_path / "pruned.json", tmp_path / "audit", log=lambda line: None)
+    assert report["macs"] <= 0.75 * report["full_macs"]
+    job = TrainJob("tdc_magnitude_b4_t0-300_f750_i8", group, 8, (4, 8))
+    whole = run_training(cfg, job, images, tmp_path / "whole", CPU, log=lambda line: None, init=tmp_path / "pruned.pt")
+    run_training(cfg, job, images, tmp_path / "killed", CPU, log=lambda line: None, stop_after=4,
+                 init=tmp_path / "pruned.pt")  # stands for kill -9 after the step-4 checkpoint
+    logs = []
+    resumed = run_training(cfg, job, images, tmp_path / "killed", CPU, log=logs.append, init=tmp_path / "pruned.pt")
+    assert any("resumed at step 4" in line for line in logs)
+    assert resumed.model.spec == whole.model.spec and resumed.model.spec["arguments"]["block_widths"] \
+        == report["widths"]["block_widths"]  # the pruned shape, rebuilt from the checkpoint
+    assert states_equal(resumed.model.state_dict(), whole.model.state_dict())
+    assert states_equal(resumed.ema.state_dict(), whole.ema.state_dict())

@@ -51,7 +51,8 @@ def run_label(run: str) -> str:
     if run == "tdcv_scratch_long":
         return "scratch training, longer"
     if run.startswith("tdcv_"):
-        return f"{run.removeprefix('tdcv_').replace('_', '-')} pruning"
+        name = run.removeprefix("tdcv_").replace("_", "-")
+        return name if name.endswith("pruning") else f"{name} pruning"
     return f"TDC ({run.removeprefix('tdc_').replace('_', '-')})"
 
 

@@ -20,7 +20,7 @@ from mdmlib.core.io import atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.models.macs import count_parameters
 from mdmlib.models.registry import build_model
-from mdmlib.models.unet import prunable_layers
+from mdmlib.models.unet import AttentionBlock, ResBlock, prunable_layers
 from mdmlib.pruning.chat import ChatProposer
 from mdmlib.pruning.criteria import PROXY
 from mdmlib.pruning.importance import LayerScores, layer_scores
@@ -51,8 +51,8 @@ def layer_names(model: torch.nn.Module) -> tuple[str, ...]:
     """'<module path>' of every ResBlock, then of every attention layer (a scheme's order)."""
     names = {id(m): n for n, m in model.named_modules()}
     layers = [group[i] for group, i in prunable_layers(model)]
-    blocks = [names[id(m)] for m in layers if type(m).__name__ == "ResBlock"]
-    return (*blocks, *(f"{names[id(m)]} ({m.label})" for m in layers if type(m).__name__ == "AttentionBlock"))
+    blocks = [names[id(m)] for m in layers if isinstance(m, ResBlock)]
+    return (*blocks, *(f"{names[id(m)]} ({m.label})" for m in layers if isinstance(m, AttentionBlock)))
 
 
 def make_proposer(settings: ProxyConfig, seed: int):

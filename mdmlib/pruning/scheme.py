@@ -160,10 +160,3 @@ def kept_indices(scores: torch.Tensor, keep: int, group_size: int = 1) -> list[i
     order = sorted(range(len(groups)), key=lambda g: (-float(groups[g]), g))[:keep]
     return [g * group_size + k for g in sorted(order) for k in range(group_size)]
 
-
-def scheme_summary(shape: UNetShape, scheme: PruningScheme) -> dict:
-    widths = scheme_widths(shape, scheme)
-    kept = sum(widths["block_widths"]) / max(1, sum(shape.block_widths))
-    return {**widths, "hidden_share_kept": round(kept, 4),
-            "heads_kept": f"{sum(widths['attention_heads'])}/{sum(shape.attention_heads)}"}
-

@@ -95,6 +95,15 @@ def run_sizes(run_checkpoints: Mapping[str, Sequence[str | Path]], intervals: Ma
     return sizes
 
 
+def per_run(paths: Sequence, runs: Sequence[str], run_models: Mapping[str, Sequence[str]]) -> dict[str, list]:
+    """A rule's flat list of per-model files (runs in order, each run's models in order) by run."""
+    out, start = {}, 0
+    for run in runs:
+        out[run] = list(paths[start:start + len(run_models[run])])
+        start += len(run_models[run])
+    return out
+
+
 def run_steps(df: pd.DataFrame, base_iterations: int) -> np.ndarray:
     """Total training steps at each point: the base model's plus every group's."""
     return base_iterations + point_steps(df).sum(axis=1)
@@ -116,7 +125,7 @@ def costed_series(series: Mapping[str, pd.DataFrame], run_models: Mapping[str, S
     out = {}
     for run, df in series.items():
         df = df.sort_values("point").reset_index(drop=True)
-        base_steps, base_seconds = (0, 0.0) if run in (ORIGINAL, SCRATCH) or "scratch" in run else base
+        base_steps, base_seconds = (0, 0.0) if run == ORIGINAL or "scratch" in run else base  # from scratch
         out[run] = df.assign(model_steps=point_steps(df).sum(axis=1), train_steps=run_steps(df, base_steps),
                              tc_seconds=run_seconds(df, run_models[run], timings, base_seconds,
                                                     pruning_seconds.get(run, 0.0)))
@@ -312,10 +321,7 @@ def read_and_write_tdc_study(inputs, runs: Sequence[str], run_models: Mapping[st
     original = all_sets[ORIGINAL]
     sets[BASE] = original[original["point"] == base_point]
     costed[BASE] = costed[ORIGINAL][costed[ORIGINAL]["point"] == base_point]
-    checkpoints, k = {}, 0
-    for run in runs:
-        checkpoints[run] = list(inputs.checkpoints[k:k + len(run_models[run])])
-        k += len(run_models[run])
+    checkpoints = per_run(inputs.checkpoints, runs, run_models)
     intervals = {run: [parse_tdc_name(m)[2] if TDC_NAME.fullmatch(m) else parse_model_name(m)[0]
                        for m in run_models[run]] for run in runs}
     sizes = run_sizes(checkpoints, intervals, ddim_timesteps(cfg.diffusion.timesteps, cfg.sampling.steps))

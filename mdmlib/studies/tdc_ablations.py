@@ -81,15 +81,12 @@ def read_and_write_tdc_ablations(inputs, runs: Sequence[str], run_models: Mappin
     from mdmlib.report.writers import metric_setting
     from mdmlib.sampling.ddim import ddim_timesteps
     from mdmlib.studies.convergence import point_steps
-    from mdmlib.studies.tdc import run_sizes
+    from mdmlib.studies.tdc import per_run, run_sizes
     from mdmlib.training.checkpoint import load_checkpoint
     from mdmlib.training.job import parse_tdc_name
 
     sets = {run: pd.read_csv(p) for run, p in zip(runs, inputs.spreads)}
-    checkpoints, k = {}, 0
-    for run in runs:
-        checkpoints[run] = list(inputs.checkpoints[k:k + len(run_models[run])])
-        k += len(run_models[run])
+    checkpoints = per_run(inputs.checkpoints, runs, run_models)
     intervals = {run: [parse_tdc_name(m)[2] for m in run_models[run]] for run in runs}
     sizes = run_sizes(checkpoints, intervals, ddim_timesteps(cfg.diffusion.timesteps, cfg.sampling.steps))
     base = parse_tdc_name(run_models[runs[0]][0])[1]

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run baselines convergence multistage tdc tdc-ablations test slurm-test lint dryrun report snakemake-report browser clean bench
+.PHONY: setup run baselines convergence multistage tdc tdc-ablations diffpruning test slurm-test lint dryrun report snakemake-report browser clean bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ tdc: setup
 tdc-ablations: setup
 	snakemake tdc_ablations --cores $(CORES)
 
+# DiffPruning: the baseline pruned into a mixture of efficient experts at each MACs budget (Table 1).
+diffpruning: setup
+	snakemake diffpruning --cores $(CORES)
+
 # One self-contained HTML page: the claims table, then `make run`'s tables and figures, then those
 # of `make baselines` / `convergence` / `multistage` once they have run (results/<dataset>/<experiment>/report.html).
 report: setup
@@ -48,7 +52,7 @@ report: setup
 
 # Snakemake's own interactive report of the same targets (report.html here).
 snakemake-report: setup
-	targets=all; for t in baselines convergence multistage tdc tdc_ablations; do \
+	targets=all; for t in baselines convergence multistage tdc tdc_ablations diffpruning; do \
 		snakemake $$t -n 2>&1 | grep -q "Nothing to be done" && targets="$$targets $$t"; done; \
 	echo "report of: $$targets"; snakemake --cores 1 --report report.html $$targets
 

@@ -19,6 +19,7 @@ include: "rules/baselines.smk"
 include: "rules/convergence.smk"
 include: "rules/multistage.smk"
 include: "rules/tdc.smk"
+include: "rules/diffpruning.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 

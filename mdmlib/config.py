@@ -274,6 +274,32 @@ class TdcConfig:  # TDC training (make tdc): the SNR groups, a pruned base model
 
 
 @dataclass(frozen=True)
+class AgentConfig:  # DiffPruning's Expert Routing Agent (mdmlib.routing.agent), trained once per budget
+    iterations: int = 200  # G of Alg. 1
+    batch_size: int = 64  # training images per step (each expert's loss on its interval)
+    learning_rate: float = 0.001  # AdamW, as the paper
+    weight_decay: float = 0.01
+    temperature: float = 0.4  # tau of the Gumbel-sigmoid (Eq. 7, 9)
+    input_dim: int = 32  # z (the paper: 128)
+    hidden: int = 64  # GRU width (the paper: 256)
+
+
+@dataclass(frozen=True)
+class DiffPruningConfig:  # DiffPruning (make diffpruning): the baseline pruned into a mixture of efficient experts
+    intervals: str = "gradient"  # the interval method (the paper's gradient alignment, Sec. 3.3)
+    n: int = 2  # experts (the paper: 2)
+    budgets: tuple[float, ...] = (0.7, 0.5, 0.3)  # T_d: MACs per step as a fraction of the baseline's
+    depth_iterations: int = 200  # elastic depth fine-tuning per expert (Eq. 4)
+    drop_probability: float = 0.5  # p: each depth layer is the identity with this probability
+    width_iterations: int = 200  # elastic width fine-tuning per expert (after depth)
+    finetune_iterations: int = 200  # each pruned expert on its interval
+    single_model_pruning: str = "taylor"  # the single-model baseline (the paper's SP: Taylor importance)
+    throughput_batch: int = 64  # images per DDIM batch when throughput is measured (the paper: 64)
+    throughput_repeats: int = 3  # timed batches per run (the fastest is kept)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     experiment: str = "default"  # results/<dataset>/<experiment>/
     # Python modules imported before the config is checked: they register architectures
@@ -289,6 +315,7 @@ class RunConfig:
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
     multistage: MultistageConfig = field(default_factory=MultistageConfig)
     tdc: TdcConfig = field(default_factory=TdcConfig)
+    diffpruning: DiffPruningConfig = field(default_factory=DiffPruningConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -441,6 +468,7 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise ValueError("config key 'convergence.max_gap_to_best': give both thresholds in FID or both in sd "
                          f"(max_change is {cfg.convergence.max_change!r})")
     _check_data_and_sampling(cfg)
+    _check_diffpruning(cfg)
     if cfg.sampling.grid_size ** 2 > cfg.sampling.num_samples:
         raise ValueError("config key 'sampling.grid_size': grid_size^2 exceeds sampling.num_samples")
 
@@ -540,6 +568,35 @@ def _check_tdc(cfg: RunConfig) -> None:
             raise ValueError(f"config key 'tdc.proxy.endpoint': {proxy.endpoint!r} is not an http(s) URL")
     if cfg.data.dataset == "digits" and proxy.eval_images > cfg.data.val_size:
         raise ValueError(f"config key 'tdc.proxy.eval_images': {proxy.eval_images} exceeds data.val_size")
+
+
+def _check_diffpruning(cfg: RunConfig) -> None:
+    from mdmlib.pruning.criteria import PROXY, pruning_methods
+
+    dp, T = cfg.diffpruning, cfg.diffusion.timesteps
+    if dp.intervals not in method_names():
+        raise ValueError(f"config key 'diffpruning.intervals': unknown method {dp.intervals!r}")
+    method = interval_method(dp.intervals)
+    problem = method.check(cfg.intervals.settings(dp.intervals), dp.n) if method.check else None
+    if not 2 <= dp.n <= T or problem:
+        raise ValueError(f"config key 'diffpruning.n': {dp.n} experts; {problem or f'need 2 to {T}'}")
+    if not dp.budgets or any(not 0 < b <= 1 for b in dp.budgets) or len(set(dp.budgets)) != len(dp.budgets):
+        raise ValueError(f"config key 'diffpruning.budgets': {list(dp.budgets)}; distinct fractions in (0, 1]")
+    if len({round(b * 1000) for b in dp.budgets}) != len(dp.budgets):
+        raise ValueError(f"config key 'diffpruning.budgets': {list(dp.budgets)} name the same per-mille budget twice")
+    if not 0 <= dp.drop_probability < 1:
+        raise ValueError(f"config key 'diffpruning.drop_probability': {dp.drop_probability}; need 0 <= p < 1")
+    if dp.single_model_pruning not in pruning_methods() or dp.single_model_pruning == PROXY:
+        raise ValueError(f"config key 'diffpruning.single_model_pruning': {dp.single_model_pruning!r} is not one of "
+                         f"{[m for m in pruning_methods() if m != PROXY]}")
+    if cfg.model.architecture != "unet":
+        raise ValueError(f"config key 'model.architecture': DiffPruning's elastic experts need the 'unet' "
+                         f"architecture, got {cfg.model.architecture!r}")
+    agent = dp.agent
+    if agent.temperature <= 0:
+        raise ValueError(f"config key 'diffpruning.agent.temperature': {agent.temperature}; must be positive")
+    if cfg.data.dataset == "digits" and agent.batch_size > DIGITS_IMAGES - cfg.data.val_size:
+        raise ValueError(f"config key 'diffpruning.agent.batch_size': {agent.batch_size} exceeds the training images")
 
 
 def _check_unet(cfg: RunConfig) -> None:

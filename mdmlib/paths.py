@@ -155,6 +155,31 @@ def pruning_audit(out: Out, name: str) -> str:
 
 # The 8-expert study (checkpoint reallocate_budgets).
 
+def sorted_expert(out: Out, name: str) -> str:
+    """An elastic depth expert with its width units sorted by importance: the width stage's start."""
+    return f"{out}/diffpruning/sorted/{name}.pt"
+
+
+def routing_agent(out: Out, budget: int | str) -> str:
+    """The Expert Routing Agent's decision at a budget (per mille): each expert's architecture."""
+    return f"{out}/diffpruning/agent_m{budget}/architecture.json"
+
+
+def routing_agent_curve(out: Out, budget: int | str) -> str:
+    """The agent's training curve: loss term, MACs term and the mixture's MACs per iteration."""
+    return f"{out}/diffpruning/agent_m{budget}/curve.csv"
+
+
+def pruned_expert(out: Out, name: str) -> str:
+    """An elastic width expert physically pruned to the agent's architecture ('dpf_...' less its budget)."""
+    return f"{out}/diffpruning/pruned/{name}.pt"
+
+
+def throughput(out: Out) -> str:
+    """Measured DDIM sampling throughput of each DiffPruning table run, on this machine."""
+    return f"{out}/diffpruning/throughput.json"
+
+
 def reallocation_plan(out: Out) -> str:
     return f"{out}/convergence/reallocation.json"
 

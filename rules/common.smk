@@ -16,9 +16,12 @@ from mdmlib.studies.runs import (
     stage_count_runs,
     swap_runs,
 )
+from mdmlib.studies.diffpruning_runs import run_budget, width_experts
 from mdmlib.studies.tdc_runs import tdc_base_iterations, tdc_base_point
 from mdmlib.training.job import (
+    DP_NAME,
     MODEL_PATTERN,
+    ExpertName,
     PRUNED_NAME,
     TDC_FULL,
     TDC_NAME,
@@ -26,6 +29,8 @@ from mdmlib.training.job import (
     is_fresh_shape,
     parse_tdc_name,
     pruned_base_name,
+    snapshot_steps,
+    without_budget,
 )
 
 # Fails here, before any job runs, with the offending key in the message.
@@ -165,13 +170,18 @@ TDC_OUTPUTS = (("table1", "table", "tdc_table1_training"), ("table6", "table", "
 TDC_ABLATION_OUTPUTS = (("table2", "table", "tdc_table2_flops_schedules"), ("table3", "table", "tdc_table3_groups"))
 
 
+def base_snapshot(steps):
+    """The baseline's snapshot at ``steps`` (one of its evaluation points): a pruned model's base."""
+    return paths.snapshot(OUT, BASELINE, snapshot_steps(CFG.training.baseline_iterations, len(POINTS)).index(steps) + 1)
+
+
 def tdc_init(wildcards):
     """A TDC model's start: its pruned base model, the base model itself when nothing is pruned,
     or a fresh network of the pruned shape (Table V's scratch rows)."""
     if is_fresh_shape(wildcards.model):
         return paths.pruned_fresh(OUT, pruned_base_name(wildcards.model))
     if parse_tdc_name(wildcards.model)[0] == TDC_FULL:
-        return paths.snapshot(OUT, BASELINE, TDC_BASE_POINT)
+        return base_snapshot(parse_tdc_name(wildcards.model)[1])
     return paths.pruned(OUT, pruned_base_name(wildcards.model))
 
 
@@ -179,6 +189,30 @@ def tdc_pruning_reports(wildcards=None):
     models = {m for run in PLAN.tdc_runs for m in run_models(run)}
     return sorted({paths.pruning_report(OUT, pruned_base_name(m)) for m in models
                    if TDC_NAME.fullmatch(m) and parse_tdc_name(m)[0] != TDC_FULL})
+
+
+# DiffPruning (rules/diffpruning.smk): the baseline and the runs at each budget, and its outputs.
+DP_TABLE_RUNS = ["baseline", *PLAN.diffpruning_runs]
+DP_BUDGETS = sorted({run_budget(r) for r in PLAN.diffpruning_runs}, reverse=True)
+DP_OUTPUTS = (("table1", "table", "diffpruning_table1"), ("experts", "table", "diffpruning_experts"),
+              ("macs_split", "figure", "diffpruning_macs_split"), ("agent_curve", "figure", "diffpruning_agent_curve"))
+
+
+def dp_width_experts():
+    """The elastic width experts (names) of DiffPruning's intervals, clean to noisy."""
+    dp = CFG.diffpruning
+    return [w.name for w in width_experts(CFG, chosen_intervals(dp.intervals, dp.n))]
+
+
+def dp_init(wildcards):
+    """An expert's start: the baseline's snapshot (elastic depth), its depth stage with width units
+    sorted (elastic width), or its physically pruned form (the final fine-tune)."""
+    expert = ExpertName.parse(wildcards.model)
+    if expert.stage == "depth":
+        return base_snapshot(expert.base)
+    if expert.stage == "width":
+        return paths.sorted_expert(OUT, expert.start().name)
+    return paths.pruned_expert(OUT, without_budget(wildcards.model))
 
 
 def convergence_outputs():
@@ -194,7 +228,7 @@ def convergence_outputs():
 CLAIM_SOURCES = {"paper_tables": "run", "interval_study": "run", "baseline_tables": "baselines",
                  "convergence_study": "convergence", "multistage_tables": "multistage",
                  "multistage_ablations": "multistage", "tdc_tables": "tdc",
-                 "tdc_ablations_tables": "tdc-ablations"}
+                 "tdc_ablations_tables": "tdc-ablations", "diffpruning_tables": "diffpruning"}
 
 
 def claim_files(wildcards=None):
@@ -214,7 +248,8 @@ def report_sections(wildcards=None):
     for target, outputs in (("make baselines", baseline_outputs()), ("make convergence", convergence_outputs()),
                             ("make multistage", multistage_outputs()),
                             ("make tdc", list(output_files(TDC_OUTPUTS).values())),
-                            ("make tdc-ablations", list(output_files(TDC_ABLATION_OUTPUTS).values()))):
+                            ("make tdc-ablations", list(output_files(TDC_ABLATION_OUTPUTS).values())),
+                            ("make diffpruning", list(output_files(DP_OUTPUTS).values()))):
         if all(os.path.exists(p) for p in outputs):
             sections[target] = [p for p in outputs if shown(p)]
     return sections

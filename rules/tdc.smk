@@ -1,4 +1,5 @@
 # TDC training (Algorithm 1): the baseline's snapshot at tdc.base_iterations is the base model;
+# (DiffPruning's single-model baseline is pruned by the same rule from the final baseline);
 # per SNR group it is pruned to the group's FLOPs limit (rule prune_group, one job per group and
 # method) and fine-tuned on the group's timesteps (rule finetune_group). Not part of `rule all`:
 # `snakemake --cores all tdc` (`make tdc`).
@@ -6,7 +7,7 @@
 
 rule prune_group:
     input:
-        base=paths.snapshot(OUT, BASELINE, TDC_BASE_POINT),
+        base=lambda wc: base_snapshot(parse_tdc_name(f"{wc.pruned}_i1")[1]),
         train=rules.prepare_data.output.train,
         val=rules.prepare_data.output.val,
     output:

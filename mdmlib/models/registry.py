@@ -94,3 +94,5 @@ def unet_arguments(cfg: Any, in_channels: int, resolution: int) -> dict:
 register_architecture(Architecture("unet", "mdmlib.models.unet:UNet", unet_arguments))
 # Stage boundaries come from an interval choice: its spec is written by the multi-stage target.
 register_architecture(Architecture("multi_decoder", "mdmlib.models.multi_decoder:MultiDecoderUNet", None))
+# DiffPruning's elastic experts: a U-Net spec plus its elastic mode, written by the training job.
+register_architecture(Architecture("elastic_unet", "mdmlib.models.elastic:ElasticUNet", None))

@@ -7,6 +7,7 @@ MDM attention-concentration analysis without changing any output.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -152,6 +153,17 @@ def up_path(ch: int, skips: list[int], base_channels: int, channel_mult: Sequenc
     return up, ch
 
 
+class SkipConcat(nn.Module):
+    """A dropped decoder layer: of its input cat(h, skip), the first ``channels`` (h itself)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :self.channels]
+
+
 def output_head(ch: int, out_channels: int) -> nn.Sequential:
     out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
     nn.init.zeros_(out[-1].weight)
@@ -185,7 +197,8 @@ def decode(up: nn.ModuleList, out: nn.Module, h: torch.Tensor, hs: list[torch.Te
 
 def prunable_layers(model: nn.Module) -> list[tuple[nn.ModuleList, int]]:
     """(container, index) of every ResBlock and AttentionBlock of a U-Net in construction order
-    (down path, middle, up path): the order of ``block_widths`` and ``attention_heads``."""
+    (down path, middle, up path): the order of ``block_widths`` and ``attention_heads`` (dropped
+    depth layers are not listed; ``UNet``'s widths index its layers before they are dropped)."""
     return [(group, i) for group in (*model.down, model.middle, *model.up) for i, layer in enumerate(group)
             if isinstance(layer, (ResBlock, AttentionBlock))]
 
@@ -217,14 +230,77 @@ def set_layer_widths(model: nn.Module, block_widths: Sequence[int] | None, atten
             group[i] = AttentionBlock(old.channels, old.channels_per_head, old.label, heads)
 
 
+@dataclass(frozen=True)
+class DepthLayer:
+    """A layer that DiffPruning's elastic depth may drop (Sec. 3.4, Fig. 4): ``model.down[group]``
+    (branch 'encoder') or ``model.up[group]`` ('decoder'), the last ResBlock-and-attention entry of
+    resolution level ``level`` (0: the input resolution), whose residual stream h keeps its width
+    ``channels`` through it. A decoder entry's up-sampling layers are not part of it."""
+
+    branch: str
+    level: int
+    group: int
+    channels: int
+
+
+def depth_layers(model: nn.Module) -> list[DepthLayer]:
+    """The depth layers of a U-Net in the supplement's ranking (Sec. 2.3), most important first: level
+    by level from the shallowest (highest resolution) to the deepest, the decoder's layer before the
+    encoder's. A level whose last layer changes h's width (encoder: ResBlock in != out channels;
+    decoder: out != its input's width less the skip's) has none on that branch; nor does an encoder
+    level of one layer (num_res_blocks 1: the decoder's levels have two), nor a layer already
+    dropped (``UNet(dropped_layers=...)``)."""
+    found: dict[tuple[int, str], DepthLayer | None] = {}
+    ch, level, entries = model.input_conv.out_channels, 0, 0  # ch: the width of h; entries: the level's layers
+    for k, layers in enumerate(model.down):
+        first = layers[0]
+        if isinstance(first, nn.Conv2d):  # down-sampling: the next level starts
+            level, entries = level + 1, 0
+        else:  # a ResBlock entry, or one dropped already (the identity)
+            entries += 1  # a stage of one layer keeps it: the identity would leave the level empty
+            keeps = isinstance(first, ResBlock) and first.out_channels == ch and entries > 1
+            found[level, "encoder"] = DepthLayer("encoder", level, k, ch) if keeps else None
+        ch = getattr(first, "out_channels", ch)
+    for k, layers in enumerate(model.up):  # fed cat(h, skip): the layer keeps h's width if it outputs ch
+        first = layers[0]
+        keeps = isinstance(first, ResBlock) and first.out_channels == ch
+        found[level, "decoder"] = DepthLayer("decoder", level, k, ch) if keeps else None
+        ch = getattr(first, "out_channels", ch)
+        level -= any(isinstance(m, nn.Upsample) for m in layers)
+    order = [(lv, branch) for lv in range(max(lv for lv, _ in found) + 1) for branch in ("decoder", "encoder")]
+    return [found[key] for key in order if found.get(key) is not None]
+
+
+def depth_entry(model: nn.Module, layer: DepthLayer) -> nn.ModuleList:
+    """The down / up entry that holds a depth layer (its ResBlock and attention come first)."""
+    return (model.down if layer.branch == "encoder" else model.up)[layer.group]
+
+
+def drop_depth_layers(model: nn.Module, dropped: Sequence[int]) -> None:
+    """Removes the listed depth layers (``depth_layers`` indices): an encoder layer becomes the
+    identity, a decoder layer ``SkipConcat`` (its h, the skip ignored); its attention the identity.
+    A decoder entry's up-sampling stays."""
+    layers = depth_layers(model)
+    if len(set(dropped)) != len(dropped) or any(not 0 <= j < len(layers) for j in dropped):
+        raise ValueError(f"dropped_layers {list(dropped)}: need distinct indices in 0..{len(layers) - 1}")
+    for j in dropped:
+        layer = layers[j]
+        entry = depth_entry(model, layer)
+        entry[0] = nn.Identity() if layer.branch == "encoder" else SkipConcat(layer.channels)
+        entry[1] = nn.Identity()
+
+
 class UNet(nn.Module):
-    """``block_widths`` / ``attention_heads`` (``prunable_layers`` order; None: the full widths)
-    give a structurally pruned U-Net its shape, so its spec alone rebuilds it."""
+    """``block_widths`` / ``attention_heads`` (``prunable_layers`` order of the U-Net before any
+    depth layer is dropped; None: the full widths) and ``dropped_layers`` (``depth_layers``
+    indices, applied after the widths) give a structurally pruned U-Net its shape, so its spec
+    alone rebuilds it. Dropped layers hold no ResBlock or attention: ``prunable_layers`` and
+    ``depth_layers`` no longer list them."""
 
     def __init__(self, in_channels: int, resolution: int, base_channels: int = 32, channel_mult: Sequence[int] = (1, 2),
                  num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (4,), channels_per_head: int = 16,
                  dropout: float = 0.1, block_widths: Sequence[int] | None = None,
-                 attention_heads: Sequence[int] | None = None):
+                 attention_heads: Sequence[int] | None = None, dropped_layers: Sequence[int] | None = None):
         super().__init__()
         self.in_channels, self.resolution, self.base_channels = in_channels, resolution, base_channels
         ch, emb_dim = base_channels, 4 * base_channels
@@ -239,6 +315,8 @@ class UNet(nn.Module):
         self.out = output_head(ch, in_channels)
         if block_widths is not None or attention_heads is not None:
             set_layer_widths(self, block_widths, attention_heads, dropout)
+        if dropped_layers:
+            drop_depth_layers(self, dropped_layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h, hs, emb = encode(self, x, t)

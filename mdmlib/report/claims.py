@@ -21,6 +21,7 @@ from mdmlib.report.tables import markdown_table
 from mdmlib.report.verdicts import UNDECIDED, Verdict, difference_verdict
 
 MDM, MULTISTAGE, TDC = "MDM", "Multi-stage", "TDC"
+DIFFPRUNING = "DiffPruning"
 NOT_RUN = "not run"
 
 
@@ -89,6 +90,19 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("tdc_fig3_two_stage", TDC, "Fig. 3",
           "two-stage training (base model, then groups) beats single-stage (groups from scratch) at equal steps",
           "lower FID along the whole curve (Fig. 3)", "tdc"),
+    # DiffPruning's Table 1 (the paper's numbers: LDM on 256 x 256 data; it has no CIFAR-10 rows)
+    Claim("dp_table1_mixture_vs_sp", DIFFPRUNING, "Table 1(d)",
+          "the pruned mixture of experts beats single-model pruning (SP) at equal MACs (FID)",
+          "paper, ImageNet 256, 50%: DiffPruning 8.45 at 54.32G MACs against SP 9.16 at 52.71G (SP's MACs counted "
+          "otherwise, the paper says)",
+          "diffpruning"),
+    Claim("dp_table1_throughput", DIFFPRUNING, "Table 1(a, b)",
+          "sampling throughput gains at least track the MACs savings (speed-up >= 0.8 / MACs ratio)",
+          "paper, LSUN-Bedroom 70/50/30%: x1.55/x1.87/x2.35 at 0.699/0.500/0.307 of LDM's MACs (speed-up x MACs "
+          "ratio 1.08/0.94/0.72); FFHQ: x1.33/x1.81/x2.87 at 0.701/0.512/0.303 (0.93/0.93/0.87)", "diffpruning"),
+    Claim("dp_table1_era_budget", DIFFPRUNING, "Table 1, Eq. 14-15",
+          "the Expert Routing Agent's pruned mixture meets the MACs budget (within 2 points of the baseline's MACs)",
+          "paper, LSUN-Bedroom 70/50/30%: 70.84G/50.69G/31.11G of 101.32G (0.699/0.500/0.307)", "diffpruning"),
 )
 CLAIM_IDS = {c.id: c for c in CLAIMS}
 

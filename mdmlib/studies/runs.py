@@ -12,6 +12,12 @@ from mdmlib import paths
 from mdmlib.config import RunConfig
 from mdmlib.core.intervals import Interval
 from mdmlib.intervals.fixed import paper_intervals
+from mdmlib.studies.diffpruning_runs import (
+    MIXTURE,
+    SINGLE,
+    diffpruning_runs,
+    dp_run_models,
+)
 from mdmlib.studies.tdc_runs import (
     TDC_ENDPOINT_PREFIXES,
     TDC_METHOD,
@@ -176,10 +182,11 @@ class RunPlan:
         self.ablation_runs = ablation_runs(cfg)  # multi-stage Tables 7 and 9: the `multistage` target
         self.tdc_runs = tdc_runs(cfg)  # TDC Tables I, V, VI and Fig. 3: the `tdc` target
         self.tdc_ablation_runs = tdc_ablation_runs(cfg)  # TDC Tables II, III: `tdc_ablations`
+        self.diffpruning_runs = diffpruning_runs(cfg)  # DiffPruning Table 1: `diffpruning`
         self.runs = (run_names(cfg) + self.baseline_runs + self.eight_runs + [REALLOCATED_RUN, *MULTISTAGE_RUNS]
-                     + self.ablation_runs + self.tdc_runs + self.tdc_ablation_runs)
+                     + self.ablation_runs + self.tdc_runs + self.tdc_ablation_runs + self.diffpruning_runs)
         # the interval counts selected: experts.n, and Table 9's other stage counts
-        self.interval_counts = sorted({cfg.experts.n, cfg.tdc.groups, *cfg.tdc.group_counts,
+        self.interval_counts = sorted({cfg.experts.n, cfg.tdc.groups, *cfg.tdc.group_counts, cfg.diffpruning.n,
                                        *(n for n in cfg.multistage.stage_counts if n > 1)})
 
     def models(self, run: str) -> list[str]:
@@ -207,6 +214,9 @@ class RunPlan:
         if run in self.tdc_runs or run in self.tdc_ablation_runs:
             n = int(run.removeprefix("tdcgroups_")) if run.startswith("tdcgroups_") else self.cfg.tdc.groups
             return tdc_run_models(run, self.cfg, self.chosen_intervals(TDC_METHOD, n))
+        if run in self.diffpruning_runs:
+            dp = self.cfg.diffpruning
+            return dp_run_models(run, self.cfg, self.chosen_intervals(dp.intervals, dp.n))
         method, total_iterations = run_recipe(run, self.cfg)
         return expert_models(self.chosen_intervals(method), total_iterations, self.cfg.diffusion.timesteps,
                              self.cfg.training.recipe)
@@ -235,7 +245,8 @@ class RunPlan:
     def run_points(self, run: str) -> list[int]:
         """End-point-only runs (those sharing models with others, TDC's Table V) are compared at
         their end; the others over their series."""
-        return self.points[-1:] if self.shared_sources(run) or run.startswith(TDC_ENDPOINT_PREFIXES) else self.points
+        end_only = TDC_ENDPOINT_PREFIXES + (MIXTURE, SINGLE)
+        return self.points[-1:] if self.shared_sources(run) or run.startswith(end_only) else self.points
 
     def checkpoint(self, model: str, point: int, longer_models: Sequence[str] = ()) -> str:
         """A model's snapshot at a point. Its final weights are a longer model's snapshot when one
@@ -292,9 +303,9 @@ class RunPlan:
 
     def seed_sets(self, run: str) -> int:
         """Sample sets at each of a run's points: sampling.seed_sets for the runs of `make run` (the
-        main runs and the interval study), whose tables give mean (sd) and paired differences;
-        one for the other targets' series (their tables take extra sets at chosen points)."""
-        spread = run in self.MAIN_RUNS or run.startswith(("study_", "swap_"))
+        main runs and the interval study) and DiffPruning's end points, whose tables give mean (sd)
+        and paired differences; one for the other targets' series (their tables take extra sets at chosen points)."""
+        spread = run in self.MAIN_RUNS or run.startswith(("study_", "swap_", MIXTURE, SINGLE))
         return self.cfg.sampling.seed_sets if spread else 1
 
     def routing(self, run: str) -> list[list[int]] | None:

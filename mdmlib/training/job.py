@@ -24,7 +24,12 @@ STAGED_NAME = re.compile(r"ms_t(\d+(?:-\d+)+)_e(\d+)_d(\d+(?:-\d+)*)_i(\d+)")
 TDC_NAME = re.compile(r"tdc(s?)_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)_i(\d+)")
 PRUNED_NAME = re.compile(r"tdc_([a-z0-9_]+?)_b(\d+)_t(\d+)-(\d+)_f(\d+)")  # a pruned base model (rule prune_group)
 TDC_FULL = "full"  # a group model fine-tuned at the base model's full size (TDC without pruning)
-MODEL_PATTERN = f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}|{TDC_NAME.pattern}"  # the Snakefile's wildcard constraint
+# DiffPruning experts on one interval, from the baseline at b steps (p: the depth drop probability,
+# per mille): 'dpd' elastic depth, 'dpw' then elastic width after d depth steps, 'dpf' that expert
+# pruned by the routing agent at the MACs budget m (per mille) and fine-tuned after w width steps
+DP_NAME = re.compile(r"dp([dwf])(?:_m(\d+))?_t(\d+)-(\d+)_b(\d+)_p(\d+)(?:_d(\d+))?(?:_w(\d+))?_i(\d+)")
+MODEL_PATTERN = (f"{MODEL_NAME.pattern}|{STAGED_NAME.pattern}|{TDC_NAME.pattern}"
+                 f"|{DP_NAME.pattern}")  # the Snakefile's wildcard constraint
 
 
 def model_name(interval: Interval, iterations: int, recipe: str = DEFAULT_RECIPE) -> str:
@@ -154,7 +159,82 @@ def multi_decoder_spec(cfg: RunConfig, stages: list[Interval], encoder_channels:
     return {"architecture": "multi_decoder", "arguments": plain(arguments)}
 
 
+@dataclass(frozen=True)
+class ExpertName:
+    """A DiffPruning expert's name, parsed: 'dpd_t0-400_b2400_p500_i200' (elastic depth),
+    'dpw_t0-400_b2400_p500_d200_i200' (elastic width), 'dpf_m500_t0-400_b2400_p500_d200_w200_i200'
+    (pruned at budget 0.5 and fine-tuned). Each stage's name extends the one it starts from."""
+
+    stage: str  # 'depth' | 'width' | 'pruned'
+    interval: Interval
+    base: int  # the baseline's steps at the start
+    drop_permille: int
+    iterations: int
+    depth_iterations: int | None = None  # width and pruned stages
+    width_iterations: int | None = None  # pruned stage
+    budget_permille: int | None = None  # pruned stage
+
+    STAGES = {"d": "depth", "w": "width", "f": "pruned"}
+
+    @property
+    def name(self) -> str:
+        code = {v: k for k, v in self.STAGES.items()}[self.stage]
+        budget = "" if self.budget_permille is None else f"_m{self.budget_permille}"
+        depth = "" if self.depth_iterations is None else f"_d{self.depth_iterations}"
+        width = "" if self.width_iterations is None else f"_w{self.width_iterations}"
+        return (f"dp{code}{budget}_t{self.interval.lo}-{self.interval.hi}_b{self.base}_p{self.drop_permille}"
+                f"{depth}{width}_i{self.iterations}")
+
+    @classmethod
+    def parse(cls, name: str) -> "ExpertName":
+        match = DP_NAME.fullmatch(name)
+        if not match:
+            raise ValueError(f"model name {name!r} is not a DiffPruning expert (dp<d|w|f>[_m<budget>]_t<lo>-<hi>_b<n>"
+                             f"_p<permille>[_d<n>][_w<n>]_i<n>)")
+        code, budget, lo, hi, base, drop, depth, width, iterations = match.groups()
+        number = (lambda v: None if v is None else int(v))
+        parsed = cls(cls.STAGES[code], Interval(int(lo), int(hi)), int(base), int(drop), int(iterations),
+                     number(depth), number(width), number(budget))
+        present = (budget is not None, depth is not None, width is not None)
+        expected = {"depth": (False, False, False), "width": (False, True, False), "pruned": (True, True, True)}
+        if present != expected[parsed.stage]:  # the optional parts must match the stage
+            shape = {"depth": "dpd_t<lo>-<hi>_b<n>_p<n>_i<n>", "width": "dpw_t<lo>-<hi>_b<n>_p<n>_d<n>_i<n>",
+                     "pruned": "dpf_m<budget>_t<lo>-<hi>_b<n>_p<n>_d<n>_w<n>_i<n>"}[parsed.stage]
+            raise ValueError(f"model name {name!r}: a {parsed.stage} expert is named {shape}")
+        return parsed
+
+    def start(self) -> "ExpertName | None":
+        """The expert this one's training starts from (None: the baseline's snapshot)."""
+        if self.stage == "depth":
+            return None
+        if self.stage == "width":
+            return ExpertName("depth", self.interval, self.base, self.drop_permille, self.depth_iterations)
+        return ExpertName("width", self.interval, self.base, self.drop_permille, self.width_iterations,
+                          self.depth_iterations)
+
+    def pruned(self, budget_permille: int, iterations: int) -> "ExpertName":
+        """This width-stage expert pruned at a budget and fine-tuned for ``iterations``."""
+        if self.stage != "width":
+            raise ValueError(f"{self.name}: only an elastic width expert is pruned")
+        return ExpertName("pruned", self.interval, self.base, self.drop_permille, iterations, self.depth_iterations,
+                          self.iterations, budget_permille)
+
+
+def elastic_spec(cfg: RunConfig, stage: str, drop_probability: float) -> dict:
+    """The spec of the config's U-Net trained elastically ('depth' or 'width'; mdmlib.models.elastic)."""
+    arguments = unet_arguments(cfg.model, cfg.data.channels, cfg.data.resolution)
+    arguments |= {"elastic": stage, "drop_probability": drop_probability}
+    return {"architecture": "elastic_unet", "arguments": plain(arguments)}
+
+
 def train_job(name: str, cfg: RunConfig) -> TrainJob:
+    if DP_NAME.fullmatch(name):  # elastic stages: the elastic U-Net; pruned experts: their init's shape
+        expert = ExpertName.parse(name)
+        if expert.interval.hi > cfg.diffusion.timesteps or expert.iterations < 1:
+            raise ValueError(f"model {name!r} does not fit T={cfg.diffusion.timesteps}")
+        spec = None if expert.stage == "pruned" else elastic_spec(cfg, expert.stage, expert.drop_permille / 1000)
+        return TrainJob(name, expert.interval, expert.iterations,
+                        snapshot_steps(expert.iterations, cfg.training.eval_points), model_spec=spec)
     if TDC_NAME.fullmatch(name):  # its architecture is its init checkpoint's (the pruned base model)
         _, _, interval, _, iterations = parse_tdc_name(name)
         if interval.hi > cfg.diffusion.timesteps or iterations < 1:
@@ -204,6 +284,8 @@ def model_budget(name: str) -> int:
     """The iterations a model name gives (one-interval, multi-decoder or TDC group)."""
     if TDC_NAME.fullmatch(name):
         return parse_tdc_name(name)[4]
+    if DP_NAME.fullmatch(name):
+        return ExpertName.parse(name).iterations
     staged = STAGED_NAME.fullmatch(name)
     return int(staged.group(4)) if staged else parse_model_name(name)[1]
 

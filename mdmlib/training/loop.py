@@ -51,8 +51,8 @@ def new_state(cfg: RunConfig, in_channels: int, device: torch.device, sampler: U
     """A fresh model of ``spec`` (default: the config's architecture), or ``init`` (a loaded
     checkpoint): its architecture, its raw weights as the model and its EMA weights as the EMA."""
     torch.manual_seed(cfg.training.seed)  # dropout draws from the global generator
-    if init is not None:
-        model = build_model(init["model_spec"])
+    if init is not None:  # ``spec``: the init's weights in another architecture of the same parameters
+        model = build_model(init["model_spec"] if spec is None else spec)
     else:
         model = new_model(cfg.model, in_channels, cfg.data.resolution) if spec is None else build_model(spec)
     ema = copy.deepcopy(model).eval().requires_grad_(False)

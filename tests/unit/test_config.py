@@ -117,6 +117,14 @@ BAD = [
     ("tdc.proxy.eval_images", 501),  # more than the 500 validation images
     ("intervals.snr.min_flops_ratio", 0),  # k must lie in (0, 1]
     ("intervals.snr.min_flops_ratio", 1.5),
+    ("diffpruning.budgets", [0.5, 0]),  # a MACs budget must lie in (0, 1]
+    ("diffpruning.budgets", [1.2]),
+    ("diffpruning.budgets", [0.5, 0.5]),
+    ("diffpruning.agent.temperature", 0),  # tau of the Gumbel-sigmoid
+    ("diffpruning.n", 1),
+    ("diffpruning.drop_probability", 1.0),  # every depth layer dropped on every batch
+    ("diffpruning.single_model_pruning", "proxy"),  # TDC's search is not the paper's SP
+    ("diffpruning.intervals", "by_eye"),
 ]
 
 

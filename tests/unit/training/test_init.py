@@ -72,3 +72,26 @@ def test_a_pruned_models_fine_tune_resumes_after_a_kill_to_the_uninterrupted_wei
         == report["widths"]["block_widths"]  # the pruned shape, rebuilt from the checkpoint
     assert states_equal(resumed.model.state_dict(), whole.model.state_dict())
     assert states_equal(resumed.ema.state_dict(), whole.ema.state_dict())
+
+
+@pytest.mark.parametrize("stage", ["depth", "width"])
+def test_an_elastic_stage_draws_sub_networks_and_resumes_after_a_kill_bit_for_bit(trained_base, tmp_path, stage):
+    """DiffPruning's elastic fine-tune: the base model's weights in the elastic U-Net, a random
+    sub-network per batch from the global generator, which the resumable state carries."""
+    from mdmlib.training.job import elastic_spec
+
+    cfg, images, base = trained_base
+    spec = elastic_spec(cfg, stage, 0.5)
+    job = TrainJob(f"dp{stage[0]}_t0-300_b4_p500_i8", Interval(0, 300), 8, (4, 8), model_spec=spec)
+    whole = run_training(cfg, job, images, tmp_path / "whole", CPU, log=lambda line: None, init=base)
+    assert whole.model.spec == spec and whole.step == 8
+    run_training(cfg, job, images, tmp_path / "killed", CPU, log=lambda line: None, stop_after=4, init=base)
+    logs = []
+    resumed = run_training(cfg, job, images, tmp_path / "killed", CPU, log=logs.append, init=base)
+    assert any("resumed at step 4" in line for line in logs)
+    assert states_equal(resumed.model.state_dict(), whole.model.state_dict())
+    assert states_equal(resumed.ema.state_dict(), whole.ema.state_dict())
+    # the sub-networks differ from the whole network: training elastically is not training it plain
+    plain = run_training(cfg, TrainJob("plain", Interval(0, 300), 8, (4, 8)), images, tmp_path / "plain", CPU,
+                         log=lambda line: None, init=base)
+    assert not states_equal(plain.model.state_dict(), whole.model.state_dict())

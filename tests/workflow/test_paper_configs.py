@@ -258,3 +258,25 @@ def test_tdc_config_groups_fill_and_its_full_size_network_prunes_to_the_smallest
     loss = (pruned(images, t) - images).pow(2).mean()
     loss.backward()  # one training step's backward through the pruned paper-size network
     assert torch.isfinite(loss) and all(p.grad is not None for p in pruned.parameters() if p.requires_grad)
+
+
+# ------------------------------------------------------------------ DiffPruning on CIFAR-10
+
+
+def test_diffpruning_config_dry_runs_its_target_and_its_network_has_a_depth_layer_per_stage(tmp_path, monkeypatch):
+    from mdmlib.models.unet import depth_layers
+
+    workdir = copy_workflow(tmp_path / "workflow")
+    values = paper_values("cifar10_diffpruning")
+    make_stand_ins(workdir, values)
+    text = snakemake(workdir, "diffpruning", "--configfile", "configs/cifar10_diffpruning.yaml", "-n").stdout
+    counts = dry_run_counts(text)
+    assert counts.get("diffpruning_tables") == 1 and counts.get("train_baseline") == 1, text[-3000:]
+    assert counts.get("select_intervals") == 1 and "checkpoint jobs" in text  # gradient, 2 experts
+    cfg = paper_config("cifar10_diffpruning", tmp_path / "cfg", monkeypatch)
+    assert cfg.diffpruning.budgets == (0.7, 0.5, 0.3) and cfg.diffpruning.agent.hidden == 256
+    with torch.device("meta"):
+        model = new_model(cfg.model, cfg.data.channels, cfg.data.resolution)
+    layers = depth_layers(model)
+    assert {(layer.branch, layer.level) for layer in layers} == {(b, lv) for b in ("encoder", "decoder")
+                                                                 for lv in range(4)}

@@ -14,7 +14,7 @@ budget = int(snakemake.wildcards.budget) / 1000
 train, _ = load_split(snakemake.input.train)
 print(f"agent for {budget:.3f} of the full MACs over {list(snakemake.params.names)} on {device}")
 result = train_routing_agent(list(snakemake.input.experts), train, budget, cfg, names=snakemake.params.names,
-                             device=device)
+                             device=device, state_path=snakemake.params.state)  # a killed job resumes
 write_agent_outputs(result, snakemake.output.architecture, snakemake.output.curve)
 for expert in result["experts"]:
     print(f"{expert['name']}: {expert['macs_ratio']:.3f} F, groups {expert['groups']}, heads {expert['heads']}, "

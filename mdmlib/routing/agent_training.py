@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from mdmlib.config import RunConfig
 from mdmlib.core.images import to_model_range
-from mdmlib.core.io import atomic_write_text
+from mdmlib.core.io import atomic_write, atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule
 from mdmlib.models.elastic import (
     MacsTable,
@@ -41,6 +41,7 @@ from mdmlib.routing.agent import (
 from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 TIMING_COLUMNS = ("agent_seconds", "expert_seconds")  # the curve's columns that differ between identical runs
+STATE_FORMAT = "mdmlib.routing_agent_state/v1"
 
 
 @dataclass
@@ -118,6 +119,17 @@ class AgentTrainer:
     def mixture(self, gates: Sequence[SubnetGates]) -> Tensor:
         return mixture_macs(gates, self.tables, self.sizes)
 
+    def state(self) -> dict:
+        """Everything the next iteration depends on: the agent, AdamW and both generators."""
+        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "data": self.data.get_state(), "gumbel": self.gumbel.get_state()}
+
+    def load_state(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data.set_state(state["data"])
+        self.gumbel.set_state(state["gumbel"])
+
     def _batch(self, train_images: np.ndarray) -> list[tuple[Tensor, Tensor, Tensor]]:
         """(x_t, t, noise) per expert: one mini-batch of images, timesteps uniform in each interval."""
         index = torch.randperm(len(train_images), generator=self.data)[:self.batch_size].numpy()
@@ -172,11 +184,14 @@ def _check_budget(experts: list[FrozenExpert], fraction: float, full: float) -> 
 
 def train_routing_agent(expert_paths: Sequence[str | Path], train_images: np.ndarray, budget_fraction: float,
                         cfg: RunConfig, log: Callable[[str], None] = print, names: Sequence[str] | None = None,
-                        device: str | torch.device = "cpu") -> dict:
+                        device: str | torch.device = "cpu", state_path: str | Path | None = None,
+                        stop_after: int | None = None) -> dict | None:
     """Train the agent for ``budget_fraction`` of the full mixture's MACs per step (supp. Alg. 1) on the
     experts at ``expert_paths`` (clean to noisy; ``names``: their expected checkpoint names) and
     uint8 ``train_images``; returns each expert's architecture, the mixture's MACs, timings and the
-    curve. ValueError naming the config key, before any training, when the budget is unreachable."""
+    curve. ValueError naming the config key, before any training, when the budget is unreachable.
+    ``state_path``: saved at every progress line and resumed from (a killed job continues where it
+    was, to the same result); ``stop_after``: return None after that iteration (a kill, for tests)."""
     started, device = time.perf_counter(), torch.device(device)
     settings = cfg.diffpruning.agent
     experts = load_experts(expert_paths, device)
@@ -194,14 +209,48 @@ def train_routing_agent(expert_paths: Sequence[str | Path], train_images: np.nda
                                settings.temperature).to(device)
     trainer = AgentTrainer(experts, agent, NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps),
                            budget_fraction * full, float(full), cfg, device)
-    curve, every = [], max(1, settings.iterations // 10)
-    for iteration in range(1, settings.iterations + 1):
+    settings_now = _fingerprint(experts, budget_fraction, cfg)
+    curve = _resume(state_path, settings_now, trainer, log)
+    every = max(1, settings.iterations // 10)
+    for iteration in range(len(curve) + 1, settings.iterations + 1):
         curve.append({"iteration": iteration, **trainer.step(train_images)})
         if iteration % every == 0 or iteration == settings.iterations:
             row = curve[-1]
             log(f"agent m{round(budget_fraction * 1000)} iteration {iteration}/{settings.iterations}: loss term "
                 f"{row['loss_term']:.4f}, MACs term {row['macs_term']:.4f}, hard MACs {row['hard_macs_ratio']:.3f} F")
+            if state_path is not None:
+                state = {"format": STATE_FORMAT, "settings": settings_now, "curve": curve, **trainer.state()}
+                atomic_write(state_path, lambda f: torch.save(state, f))
+        if stop_after is not None and iteration >= stop_after:
+            return None
     return _result(agent, experts, budget_fraction, full, curve, time.perf_counter() - started)
+
+
+def _fingerprint(experts: list[FrozenExpert], fraction: float, cfg: RunConfig) -> dict:
+    """What a saved state must match to be resumed: the budget, the experts and the agent's settings."""
+    return {"budget": fraction, "experts": [[e.name, *e.interval] for e in experts],
+            "agent": asdict(cfg.diffpruning.agent), "seed": cfg.training.seed}
+
+
+def _resume(state_path: str | Path | None, settings: dict, trainer: AgentTrainer,
+            log: Callable[[str], None]) -> list[dict]:
+    """The curve so far, with the trainer restored, from a state of the same settings; [] otherwise.
+    A state that cannot be read is refused with its path named, never silently replaced."""
+    if state_path is None or not Path(state_path).is_file():
+        return []
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"routing agent state {state_path}: unreadable ({type(exc).__name__}); delete it to start "
+                         "afresh") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"routing agent state {state_path}: not an {STATE_FORMAT} file; delete it to start afresh")
+    if state["settings"] != settings:
+        log(f"routing agent state {state_path}: other settings, starting afresh")
+        return []
+    trainer.load_state(state)
+    log(f"routing agent resumed at iteration {len(state['curve'])}")
+    return list(state["curve"])
 
 
 def _result(agent: ExpertRoutingAgent, experts: list[FrozenExpert], fraction: float, full: int,

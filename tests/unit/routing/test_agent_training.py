@@ -99,6 +99,27 @@ def test_two_runs_are_identical(experts):
     assert runs[0]["experts"] == runs[1]["experts"]
 
 
+
+def test_a_killed_agent_resumes_to_the_uninterrupted_result(experts, tmp_path):
+    paths, images = experts
+    cfg = agent_config(iterations=20)  # a state at every 2nd iteration (every progress line)
+    whole = train_routing_agent(paths, images, 0.6, cfg, log=quiet)
+    state = tmp_path / "agent" / "latest.pt"
+    assert train_routing_agent(paths, images, 0.6, cfg, log=quiet, state_path=state, stop_after=8) is None
+    logs = []
+    resumed = train_routing_agent(paths, images, 0.6, cfg, log=logs.append, state_path=state)
+    assert "routing agent resumed at iteration 8" in logs
+    curves = [pd.DataFrame(r["curve"]).drop(columns=list(TIMING_COLUMNS)) for r in (whole, resumed)]
+    pd.testing.assert_frame_equal(*curves, check_exact=True)
+    assert resumed["experts"] == whole["experts"]
+    logs.clear()  # another budget's state is not resumed
+    train_routing_agent(paths, images, 0.7, cfg, log=logs.append, state_path=state, stop_after=2)
+    assert any("other settings, starting afresh" in line for line in logs)
+    state.write_bytes(b"truncated")  # a corrupt state is refused, never silently replaced
+    with pytest.raises(ValueError, match="unreadable"):
+        train_routing_agent(paths, images, 0.7, cfg, log=quiet, state_path=state)
+    assert state.read_bytes() == b"truncated"
+
 def trainer_of(paths, cfg, budget: float = 0.5):
     experts = load_experts(paths, CPU)
     shapes = [ExpertShape.from_table(e.table, range(e.table.depth_layers)) for e in experts]

@@ -227,3 +227,21 @@ def test_the_macs_table_is_exact_for_every_subnetwork(num_res_blocks):
         groups, heads, drop = random_subnet(model, generator)
         pruned = prune_subnetwork(model, groups, heads, drop)
         assert table_macs(table, groups, heads, [not d for d in drop]) == spec_macs(pruned.spec)
+
+
+def test_the_default_unets_macs_table_equals_torchs_flop_counter_on_its_subnetworks():
+    """The agent's MACs formula (Eq. 12-13) against torch.utils.flop_counter (attention's two
+    matmuls included) run on the physically cut networks of the default U-Net."""
+    from mdmlib.models.macs import forward_macs
+
+    torch.manual_seed(0)
+    model = sort_width_units(new_model(ModelConfig(), 1, 8))  # the default digits: 1 channel, 8 x 8
+    table = macs_table(model)
+    x, t = torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long)
+    assert table_macs(table, table.block_groups, table.heads, [True] * table.depth_layers) \
+        == forward_macs(model, x, t) == 16_236_544
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        groups, heads, drop = random_subnet(model, generator)
+        pruned = prune_subnetwork(model, groups, heads, drop)
+        assert table_macs(table, groups, heads, [not d for d in drop]) == forward_macs(pruned, x, t)

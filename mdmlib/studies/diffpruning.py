@@ -159,7 +159,9 @@ def expert_rows(m: Measurements, budgets: Sequence[int]) -> pd.DataFrame:
                          "MACs (M)": expert["macs"] / 1e6, "MACs / baseline": expert["macs_ratio"],
                          "checkpoint MACs (M)": m.sizes[run]["macs"][k] / 1e6,
                          "parameters (M)": m.sizes[run]["parameters"][k] / 1e6,
-                         "fine-tune seconds": m.seconds.get(model, math.nan)})
+                         "fine-tune seconds": m.seconds.get(model, math.nan),
+                         # the agent's own step against the experts' passes (Alg. 1; the same per budget)
+                         "agent seconds": agent["agent_seconds"], "agent share of its training": agent["agent_share"]})
     return pd.DataFrame(rows)
 
 
@@ -309,7 +311,7 @@ def write_diffpruning_study(m: Measurements, budgets: Sequence[int], outputs, ex
                 f"DiffPruning's pruned experts ({experiment}): per budget, each expert's sub-network as the Expert "
                 f"Routing Agent chose it (share of the baseline's norm groups and attention heads kept, depth "
                 f"layers kept), its MACs by the agent's formula and counted on the fine-tuned checkpoint, "
-                f"parameters and fine-tune seconds. Agent meets the budget: {verdicts['dp_table1_era_budget']}.")
+                f"parameters and fine-tune seconds; the agent's own seconds and their share of its training (the rest: the frozen experts' passes). Agent meets the budget: {verdicts['dp_table1_era_budget']}.")
     macs_split_figure(m.agents, budgets, outputs.macs_split_png, f"{experiment}: MACs per expert at each budget")
     agent_curve_figure({b: m.curves[b] for b in budgets}, outputs.agent_curve_png,
                        f"{experiment}: Expert Routing Agent training (Eq. 15)")

@@ -71,6 +71,7 @@ def test_table1_experts_figures_and_claims_hold_this_runs_numbers(dp_run):
     assert set(throughput["runs"]) == {"baseline", "sp_m500", "dp_m500"}
     experts = pd.read_csv(paths.table(out, "diffpruning_experts", "csv"))
     assert len(experts) == 2 and np.allclose(experts["MACs (M)"], experts["checkpoint MACs (M)"])
+    assert experts["agent share of its training"].between(0, 1).all()
     curve = pd.read_csv(paths.routing_agent_curve(out, 500))
     assert curve["iteration"].tolist() == list(range(1, len(curve) + 1)) and len(curve) == STEPS
     for name in ("diffpruning_macs_split", "diffpruning_agent_curve"):

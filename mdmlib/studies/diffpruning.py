@@ -311,7 +311,8 @@ def write_diffpruning_study(m: Measurements, budgets: Sequence[int], outputs, ex
                 f"DiffPruning's pruned experts ({experiment}): per budget, each expert's sub-network as the Expert "
                 f"Routing Agent chose it (share of the baseline's norm groups and attention heads kept, depth "
                 f"layers kept), its MACs by the agent's formula and counted on the fine-tuned checkpoint, "
-                f"parameters and fine-tune seconds; the agent's own seconds and their share of its training (the rest: the frozen experts' passes). Agent meets the budget: {verdicts['dp_table1_era_budget']}.")
+                f"parameters and fine-tune seconds; the agent's own seconds and their share of its training "
+                f"(the rest: the frozen experts' passes). Agent meets the budget: {verdicts['dp_table1_era_budget']}.")
     macs_split_figure(m.agents, budgets, outputs.macs_split_png, f"{experiment}: MACs per expert at each budget")
     agent_curve_figure({b: m.curves[b] for b in budgets}, outputs.agent_curve_png,
                        f"{experiment}: Expert Routing Agent training (Eq. 15)")

@@ -98,6 +98,14 @@ def speed_up(m: Measurements, run: str) -> float:
     return runs[run]["images_per_second"] / runs[ORIGINAL]["images_per_second"]
 
 
+def round_speed_ups(m: Measurements, run: str) -> str:
+    """The speed-up in each timing round (runs are timed in turn within a round, so a round's
+    machine speed is shared): 'min-max' over rounds, how much one machine's timings move."""
+    runs = m.throughput["runs"]
+    ups = np.array(runs[ORIGINAL]["all_seconds"]) / np.array(runs[run]["all_seconds"])
+    return f"{ups.min():.2f}-{ups.max():.2f}"
+
+
 def parameters_text(parameters: Sequence[float]) -> str:
     if len(parameters) == 1:
         return f"{parameters[0] / 1e6:.3g}"
@@ -120,7 +128,7 @@ def table1(m: Measurements, budgets: Sequence[int]) -> pd.DataFrame:
                "mean parameters (M)": m.sizes[run]["mean_parameters"] / 1e6,
                "MACs per step (M)": m.sizes[run]["trajectory_macs"] / 1e6, "MACs / baseline": ratio,
                "images/s": m.throughput["runs"][run]["images_per_second"], "speed-up": up,
-               "speed-up / (1 / MACs ratio)": up * ratio}
+               "speed-up per round": round_speed_ups(m, run), "speed-up / (1 / MACs ratio)": up * ratio}
         for metric, label in SPREAD_LABELS.items():
             s = spread(m.ends[run][metric])
             row[label], row[f"{label} sd"] = s.mean, s.sd

@@ -110,8 +110,8 @@ def study(tmp_path_factory):
         pd.DataFrame({"step": [100, 200], "elapsed_seconds": [5.0, 12.0]}).to_csv(timings[-1], index=False)
     throughput = tmp_path / "throughput.json"
     throughput.write_text(json.dumps({
-        "runs": {r: {"images_per_second": v, "seconds_per_batch": 64 / v, "batch": 64, "steps": 10, "repeats": 3}
-                 for r, v in IMAGES_PER_SECOND.items()},
+        "runs": {r: {"images_per_second": v, "seconds_per_batch": 64 / v, "batch": 64, "steps": 10, "repeats": 3,
+                     "all_seconds": [64 / v, 64 / v * 1.1, 64 / v * 1.2]} for r, v in IMAGES_PER_SECOND.items()},
         "machine": {"device": "cpu", "torch_threads": 4, "torch_version": "2", "cpu_count": 8}}))
     inputs = SimpleNamespace(sets=sets, checkpoints=checkpoints, agents=[str(p) for p in agents],
                              curves=[str(p) for p in curves], throughput=str(throughput),
@@ -131,6 +131,7 @@ def test_table1_has_a_row_per_run_with_macs_throughput_and_metrics(study):
     dp = table.loc["DiffPruning (70%)"]
     assert dp["MACs / baseline"] == pytest.approx(study.mixture[700] / study.full)  # DDIM 4:6 = Eq. 14's 0.4:0.6
     assert dp["speed-up"] == pytest.approx(1.5) and dp["images/s"] == 150.0
+    assert dp["speed-up per round"] == "1.50-1.50"  # baseline and mixture both slowed 10%, 20% in rounds 2, 3
     assert dp["speed-up / (1 / MACs ratio)"] == pytest.approx(1.5 * study.mixture[700] / study.full)
     assert table.loc["DiffPruning (50%)", "speed-up"] == pytest.approx(1.8)
     assert table.loc["baseline (unpruned)", "MACs / baseline"] == 1.0

@@ -182,7 +182,7 @@ def test_macs_term_alone_drives_the_hard_architecture_to_the_budget():
         optimiser.step()
     final = mixture_macs(agent.hard_gates(), tables, sizes).item()
     assert abs(start - budget) > 0.2 * budget  # it had to move
-    assert abs(final - budget) < 0.1 * budget
+    assert abs(final - budget) < 0.02 * budget  # the bar: within 2%
 
 
 def test_same_seed_same_agent():

@@ -165,6 +165,11 @@ def routing_agent(out: Out, budget: int | str) -> str:
     return f"{out}/diffpruning/agent_m{budget}/architecture.json"
 
 
+def routing_agent_state(out: Out, budget: int | str) -> str:
+    """The agent's running state at a budget: a killed agent job resumes from it."""
+    return f"{state_dir(out, f'routing_agent_m{budget}')}/latest.pt"
+
+
 def routing_agent_curve(out: Out, budget: int | str) -> str:
     """The agent's training curve: loss term, MACs term and the mixture's MACs per iteration."""
     return f"{out}/diffpruning/agent_m{budget}/curve.csv"

@@ -44,7 +44,7 @@ rule train_routing_agent:
         agent=trigger(CFG.diffpruning.agent),
         diffusion=trigger(CFG.diffusion),
         names=lambda wc: dp_width_experts(),
-        state=lambda wc: f"{paths.state_dir(OUT, 'routing_agent_m' + wc.budget)}/latest.pt",
+        state=lambda wc: paths.routing_agent_state(OUT, wc.budget),
     wildcard_constraints:
         budget=r"\d+",
     threads: CFG.training.threads

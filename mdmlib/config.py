@@ -589,14 +589,19 @@ def _check_diffpruning(cfg: RunConfig) -> None:
     if dp.single_model_pruning not in pruning_methods() or dp.single_model_pruning == PROXY:
         raise ValueError(f"config key 'diffpruning.single_model_pruning': {dp.single_model_pruning!r} is not one of "
                          f"{[m for m in pruning_methods() if m != PROXY]}")
-    if cfg.model.architecture != "unet":
-        raise ValueError(f"config key 'model.architecture': DiffPruning's elastic experts need the 'unet' "
-                         f"architecture, got {cfg.model.architecture!r}")
     agent = dp.agent
     if agent.temperature <= 0:
         raise ValueError(f"config key 'diffpruning.agent.temperature': {agent.temperature}; must be positive")
     if cfg.data.dataset == "digits" and agent.batch_size > DIGITS_IMAGES - cfg.data.val_size:
         raise ValueError(f"config key 'diffpruning.agent.batch_size': {agent.batch_size} exceeds the training images")
+
+
+def check_diffpruning_model(cfg: RunConfig) -> None:
+    """DiffPruning's elastic experts are U-Nets: checked when the DAG holds its jobs (rules/common.smk),
+    so that another architecture runs every other target."""
+    if cfg.model.architecture != "unet":
+        raise ValueError(f"config key 'model.architecture': DiffPruning's elastic experts need the 'unet' "
+                         f"architecture, got {cfg.model.architecture!r}")
 
 
 def _check_unet(cfg: RunConfig) -> None:

@@ -2,7 +2,7 @@
 import os
 
 from mdmlib import paths
-from mdmlib.config import load_config, to_plain
+from mdmlib.config import check_diffpruning_model, load_config, to_plain
 from mdmlib.intervals.choice import read_choice
 from mdmlib.intervals.registry import interval_method, method_names
 from mdmlib.studies.reallocation import plan_models, read_plan
@@ -200,6 +200,7 @@ DP_OUTPUTS = (("table1", "table", "diffpruning_table1"), ("experts", "table", "d
 
 def dp_width_experts():
     """The elastic width experts (names) of DiffPruning's intervals, clean to noisy."""
+    check_diffpruning_model(CFG)  # before any job runs, once the DAG asks for DiffPruning's
     dp = CFG.diffpruning
     return [w.name for w in width_experts(CFG, chosen_intervals(dp.intervals, dp.n))]
 
@@ -207,6 +208,7 @@ def dp_width_experts():
 def dp_init(wildcards):
     """An expert's start: the baseline's snapshot (elastic depth), its depth stage with width units
     sorted (elastic width), or its physically pruned form (the final fine-tune)."""
+    check_diffpruning_model(CFG)
     expert = ExpertName.parse(wildcards.model)
     if expert.stage == "depth":
         return base_snapshot(expert.base)

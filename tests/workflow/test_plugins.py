@@ -105,3 +105,16 @@ def test_toy_plugin_runs_through_the_pipeline_rules(tmp_path):
     with np.load(workdir / target) as samples:
         assert samples["images"].shape == (64, 1, 8, 8) and samples["images"].dtype == np.uint8
         assert list(samples["checkpoint_names"]) == experts
+
+
+def test_diffpruning_with_a_plugin_architecture_is_refused_before_any_job_naming_the_key(tmp_path):
+    """Every other target runs the plug-in's network (above); DiffPruning cuts U-Nets only, and says
+    so when its jobs enter the DAG."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "toy.yaml").write_text(yaml.safe_dump(OVERRIDES))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "diffpruning", "--cores", "2", "--configfile",
+                           "configs/smoke.yaml", "toy.yaml"], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode != 0 and "config key 'model.architecture'" in proc.stdout + proc.stderr
+    assert not (workdir / SMOKE_OUT).exists()  # no job ran

@@ -1,4 +1,5 @@
 # Config validation, the run folder and input functions shared by all rules (result paths: mdmlib.paths).
+import functools
 import os
 
 from mdmlib import paths
@@ -198,9 +199,19 @@ DP_OUTPUTS = (("table1", "table", "diffpruning_table1"), ("experts", "table", "d
               ("macs_split", "figure", "diffpruning_macs_split"), ("agent_curve", "figure", "diffpruning_agent_curve"))
 
 
+@functools.cache
+def check_diffpruning():
+    """DiffPruning's checks that need the model (PyTorch, imported only then): before any job runs,
+    once the DAG asks for DiffPruning's jobs."""
+    check_diffpruning_model(CFG)
+    from mdmlib.routing.agent_training import check_budgets
+
+    check_budgets(CFG)
+
+
 def dp_width_experts():
     """The elastic width experts (names) of DiffPruning's intervals, clean to noisy."""
-    check_diffpruning_model(CFG)  # before any job runs, once the DAG asks for DiffPruning's
+    check_diffpruning()
     dp = CFG.diffpruning
     return [w.name for w in width_experts(CFG, chosen_intervals(dp.intervals, dp.n))]
 
@@ -208,7 +219,7 @@ def dp_width_experts():
 def dp_init(wildcards):
     """An expert's start: the baseline's snapshot (elastic depth), its depth stage with width units
     sorted (elastic width), or its physically pruned form (the final fine-tune)."""
-    check_diffpruning_model(CFG)
+    check_diffpruning()
     expert = ExpertName.parse(wildcards.model)
     if expert.stage == "depth":
         return base_snapshot(expert.base)

@@ -182,6 +182,22 @@ def _check_budget(experts: list[FrozenExpert], fraction: float, full: float) -> 
                          "depth layer per expert)")
 
 
+def check_budgets(cfg: RunConfig) -> None:
+    """Every budget of ``diffpruning.budgets`` against the smallest mixture the agent can choose on
+    the config's U-Net (counted on the meta device): ValueError naming the key. The pipeline asks
+    this when DiffPruning's jobs enter the DAG, before any of them runs."""
+    from mdmlib.models.registry import new_model
+
+    with torch.device("meta"):
+        model = new_model(cfg.model, cfg.data.channels, cfg.data.resolution)
+    table = macs_table(model)
+    floor = smallest_macs(table) / table_macs(table, table.block_groups, table.heads, [True] * table.depth_layers)
+    low = [b for b in cfg.diffpruning.budgets if b < floor]
+    if low:
+        raise ValueError(f"config key 'diffpruning.budgets': {low} below {floor:.4f}, the smallest mixture the "
+                         "agent can choose on this U-Net (one unit per width layer, one depth layer per expert)")
+
+
 def train_routing_agent(expert_paths: Sequence[str | Path], train_images: np.ndarray, budget_fraction: float,
                         cfg: RunConfig, log: Callable[[str], None] = print, names: Sequence[str] | None = None,
                         device: str | torch.device = "cpu", state_path: str | Path | None = None,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
+from conftest import SMOKE_OUT, copy_workflow, planned_jobs, run_target_on_smoke_copy, snakemake
 
 from mdmlib import paths
 from mdmlib.intervals.choice import read_choice
@@ -81,3 +81,12 @@ def test_table1_experts_figures_and_claims_hold_this_runs_numbers(dp_run):
     claims = pd.read_csv(paths.table(out, "claims", "csv"), keep_default_na=False).set_index("id")
     for claim in ("dp_table1_mixture_vs_sp", "dp_table1_throughput", "dp_table1_era_budget"):
         assert claims.loc[claim, "verdict"] != NOT_RUN, claim
+
+
+def test_a_budget_below_the_smallest_subnetwork_is_refused_before_any_job_naming_the_key(tmp_path):
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "low.yaml").write_text("diffpruning:\n  budgets: [0.5, 0.3]\n")  # the smoke U-Net's floor: 0.32
+    proc = snakemake(workdir, "diffpruning", "--configfile", "configs/smoke.yaml", "low.yaml", check=False)
+    assert proc.returncode != 0
+    assert "config key 'diffpruning.budgets': [0.3] below 0.32" in proc.stdout + proc.stderr
+    assert not (workdir / SMOKE_OUT).exists()  # no job ran, nothing written

@@ -183,3 +183,13 @@ def test_the_outputs_round_trip(trained, tmp_path):
                                    "hard_macs_ratio", *TIMING_COLUMNS]
     pd.testing.assert_frame_equal(table, pd.DataFrame(trained["curve"]), check_exact=False, rtol=1e-12)
     assert sorted(p.name for p in architecture.parent.iterdir()) == ["architecture.json", "curve.csv"]
+
+
+def test_the_configs_budgets_are_checked_against_the_agents_floor_on_the_meta_device():
+    from mdmlib.config import load_config
+    from mdmlib.routing.agent_training import check_budgets
+
+    default = load_config({})  # the default U-Net: the agent's floor is 0.262 of its MACs
+    check_budgets(default)  # 0.7, 0.5, 0.3: all reachable
+    with pytest.raises(ValueError, match=r"config key 'diffpruning.budgets': \[0.25\] below 0.262"):
+        check_budgets(load_config({"diffpruning": {"budgets": [0.5, 0.25]}}))

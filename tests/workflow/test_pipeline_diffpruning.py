@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, copy_workflow, planned_jobs, run_target_on_smoke_copy, snakemake
+from conftest import (
+    SMOKE_OUT,
+    copy_workflow,
+    planned_jobs,
+    run_target_on_smoke_copy,
+    snakemake,
+)
 
 from mdmlib import paths
 from mdmlib.intervals.choice import read_choice

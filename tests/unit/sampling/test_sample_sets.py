@@ -3,11 +3,12 @@ beside others giving the same images (what pairs two runs set by set)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mdmlib.config import SamplingConfig, load_config
 from mdmlib.core.intervals import Interval
-from mdmlib.sampling.points import load_samples, sample_point, set_seeds, split_sets
+from mdmlib.sampling.points import SAMPLE_KEYS, load_samples, sample_point, set_seeds, split_sets
 from mdmlib.training.job import TrainJob
 from mdmlib.training.loop import run_training, snapshot_path
 
@@ -37,3 +38,19 @@ def test_a_set_drawn_alone_or_beside_others_gives_the_same_images(tmp_path):
     sets = split_sets(both)
     assert list(sets) == [1, 2] and np.array_equal(sets[2], alone["images"])
     assert not np.array_equal(sets[1], sets[2])  # other seeds, other images
+
+
+def test_a_truncated_or_malformed_sample_file_is_refused_with_its_path(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, images=np.zeros((3, 1, 8, 8), np.uint8), seeds=np.arange(3), seed_sets=np.zeros(3, np.int64),
+             **{k: np.zeros(1) for k in SAMPLE_KEYS if k not in ("images", "seeds")})
+    assert len(load_samples(good)["images"]) == 3
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[:len(data) // 2])  # a job killed mid-write, had the write not been atomic
+    with pytest.raises(ValueError, match=f"sample file {truncated}: unreadable"):
+        load_samples(truncated)
+    floats = tmp_path / "floats.npz"
+    np.savez(floats, images=np.zeros((3, 1, 8, 8), np.float32), seeds=np.arange(3))
+    with pytest.raises(ValueError, match=f"sample file {floats}: malformed"):
+        load_samples(floats)

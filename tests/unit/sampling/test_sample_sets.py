@@ -8,7 +8,13 @@ import torch
 
 from mdmlib.config import SamplingConfig, load_config
 from mdmlib.core.intervals import Interval
-from mdmlib.sampling.points import SAMPLE_KEYS, load_samples, sample_point, set_seeds, split_sets
+from mdmlib.sampling.points import (
+    SAMPLE_KEYS,
+    load_samples,
+    sample_point,
+    set_seeds,
+    split_sets,
+)
 from mdmlib.training.job import TrainJob
 from mdmlib.training.loop import run_training, snapshot_path
 

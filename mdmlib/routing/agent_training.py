@@ -173,29 +173,28 @@ class AgentTrainer:
                 "agent_seconds": agent_seconds, "expert_seconds": expert_seconds}
 
 
-def _check_budget(experts: list[FrozenExpert], fraction: float, full: float) -> None:
-    total_steps = sum(e.size for e in experts)
-    smallest = sum(e.size / total_steps * smallest_macs(e.table) for e in experts)
-    if fraction * full < smallest:
-        raise ValueError(f"config key 'diffpruning.budgets': {fraction} of the full MACs is below the smallest "
-                         f"mixture the agent can choose, {smallest / full:.4f} (one unit per width layer, one "
-                         "depth layer per expert)")
+def refuse_unreachable(budgets: Sequence[float], tables: Sequence[MacsTable], sizes: Sequence[int]) -> None:
+    """ValueError naming ``diffpruning.budgets`` for each budget below the smallest mixture the agent
+    can choose (``smallest_macs`` per expert, weighted by interval length as Eq. 14)."""
+    weights = [s / sum(sizes) for s in sizes]
+    smallest = sum(w * smallest_macs(t) for w, t in zip(weights, tables))
+    whole = sum(w * table_macs(t, t.block_groups, t.heads, [True] * t.depth_layers) for w, t in zip(weights, tables))
+    low = [b for b in budgets if b * whole < smallest]
+    if low:
+        raise ValueError(f"config key 'diffpruning.budgets': {low} below {smallest / whole:.4f}, the smallest "
+                         "mixture the agent can choose on this U-Net (one unit per width layer, one depth layer "
+                         "per expert)")
 
 
 def check_budgets(cfg: RunConfig) -> None:
-    """Every budget of ``diffpruning.budgets`` against the smallest mixture the agent can choose on
-    the config's U-Net (counted on the meta device): ValueError naming the key. The pipeline asks
-    this when DiffPruning's jobs enter the DAG, before any of them runs."""
+    """Every budget of ``diffpruning.budgets`` against the agent's smallest mixture on the config's
+    U-Net (counted on the meta device). The pipeline asks this when DiffPruning's jobs enter the
+    DAG, before any of them runs."""
     from mdmlib.models.registry import new_model
 
     with torch.device("meta"):
         model = new_model(cfg.model, cfg.data.channels, cfg.data.resolution)
-    table = macs_table(model)
-    floor = smallest_macs(table) / table_macs(table, table.block_groups, table.heads, [True] * table.depth_layers)
-    low = [b for b in cfg.diffpruning.budgets if b < floor]
-    if low:
-        raise ValueError(f"config key 'diffpruning.budgets': {low} below {floor:.4f}, the smallest mixture the "
-                         "agent can choose on this U-Net (one unit per width layer, one depth layer per expert)")
+    refuse_unreachable(cfg.diffpruning.budgets, [macs_table(model)], [1])
 
 
 def train_routing_agent(expert_paths: Sequence[str | Path], train_images: np.ndarray, budget_fraction: float,
@@ -218,7 +217,7 @@ def train_routing_agent(expert_paths: Sequence[str | Path], train_images: np.nda
                          f"{len(train_images)} training images")
     full = round(float(mixture_macs([_whole(e.table) for e in experts], [e.table for e in experts],
                                     [e.size for e in experts])))
-    _check_budget(experts, budget_fraction, full)
+    refuse_unreachable([budget_fraction], [e.table for e in experts], [e.size for e in experts])
     # depth_layers lists each expert's depth layers most important first: the ranking is the index order.
     shapes = [ExpertShape.from_table(e.table, range(e.table.depth_layers)) for e in experts]
     agent = ExpertRoutingAgent(shapes, settings.input_dim, settings.hidden, cfg.training.seed,

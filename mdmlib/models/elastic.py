@@ -184,10 +184,23 @@ def gated_forward(model: nn.Module, x: Tensor, t: Tensor, gates: SubnetGates) ->
 
 # ---------------------------------------------------------------- elastic training
 
+def prefix_gate(units: int, keep: int, device: torch.device | None = None) -> Tensor:
+    """A 0/1 gate keeping a layer's first ``keep`` units (after sorting: its most important)."""
+    return (torch.arange(units, device=device) < keep).float()
+
+
+def kept_gates(model: nn.Module, groups: Sequence[int], heads: Sequence[int], kept: Sequence[bool]) -> SubnetGates:
+    """Hard gates of the sub-network ``prune_subnetwork`` cuts: the first ``groups`` / ``heads`` units
+    of each layer, the depth layers flagged True."""
+    blocks, attentions = width_layers(model)
+    return SubnetGates([prefix_gate(b.out_norm.num_groups, k) for b, k in zip(blocks, groups)],
+                       [prefix_gate(a.num_heads, k) for a, k in zip(attentions, heads)],
+                       [torch.tensor(1.0 if k else 0.0) for k in kept])
+
+
 def _prefix_gate(units: int, r: float, device: torch.device) -> Tensor:
     """Drop floor(units * r) units from the end (the least important), keeping at least one."""
-    keep = max(1, units - math.floor(units * r))
-    return (torch.arange(units) < keep).float().to(device)
+    return prefix_gate(units, max(1, units - math.floor(units * r)), device)
 
 
 def sampled_gates(model: nn.Module, mode: str, p: float = 0.5) -> SubnetGates:

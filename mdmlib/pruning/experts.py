@@ -17,12 +17,11 @@ import torch
 
 from mdmlib.core.intervals import Interval
 from mdmlib.models.elastic import (
-    SubnetGates,
     gated_forward,
+    kept_gates,
     prune_subnetwork,
     sort_width_units,
     unet_spec,
-    width_layers,
 )
 from mdmlib.models.macs import count_parameters
 from mdmlib.pruning.scheme import spec_macs
@@ -92,18 +91,6 @@ def architecture_entry(architecture: dict, interval: Interval | Sequence[int]) -
     return found[0]
 
 
-def hard_gates(model: torch.nn.Module, groups: Sequence[int], heads: Sequence[int],
-               kept: Sequence[bool]) -> SubnetGates:
-    """0/1 gates keeping the first ``groups`` / ``heads`` units per layer and the ``kept`` depth layers."""
-    blocks, attentions = width_layers(model)
-
-    def prefix(units: int, keep: int) -> torch.Tensor:
-        return (torch.arange(units) < keep).float()
-    return SubnetGates([prefix(b.out_norm.num_groups, k) for b, k in zip(blocks, groups)],
-                       [prefix(a.num_heads, k) for a, k in zip(attentions, heads)],
-                       [torch.tensor(1.0 if k else 0.0) for k in kept])
-
-
 def write_pruned_expert(width_snapshot_path: str | Path, architecture_path: str | Path, out_path: str | Path,
                         name: str) -> dict:
     """The width expert's EMA weights cut to the agent's sub-network for its interval (the first
@@ -126,7 +113,7 @@ def write_pruned_expert(width_snapshot_path: str | Path, architecture_path: str 
                          f"{entry['macs']} ({architecture_path})")
     x, t = probe(ckpt)
     with torch.no_grad():
-        gated = gated_forward(model, x, t, hard_gates(model, groups, heads, kept))
+        gated = gated_forward(model, x, t, kept_gates(model, groups, heads, kept))
     difference = output_difference(pruned, gated, x, t, f"{name}: the pruned network against the gated one")
     save_checkpoint(out_path, derived_record(ckpt, width_snapshot_path, name, pruned.spec, pruned.state_dict()))
     return {"name": name, "interval": list(ckpt["interval"]), "macs": macs, "full_macs": full,

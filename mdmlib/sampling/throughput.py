@@ -45,15 +45,27 @@ def _result(seconds: Sequence[float], batch: int, steps: int) -> dict:
             "repeats": len(seconds), "all_seconds": list(seconds)}
 
 
+def time_models(models: Mapping[str, tuple], steps: int, eta: float, batch: int, repeats: int, seed: int,
+                device: torch.device, log: Callable[[str], None] = lambda line: None) -> dict[str, dict]:
+    """Per name of ``models`` ({name: (model, schedule, shape)}): a warm-up batch each, then
+    ``repeats`` rounds timing every model once in turn; each keeps its fastest batch."""
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"need at least one timed batch of at least one image, got {repeats} x {batch}")
+    for model, schedule, shape in models.values():
+        timed_batch(model, schedule, shape, steps, eta, batch, seed, device)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(repeats):
+        for name, (model, schedule, shape) in models.items():
+            seconds[name].append(timed_batch(model, schedule, shape, steps, eta, batch, seed, device))
+        log(f"round {round_ + 1}/{repeats}: " + ", ".join(f"{name} {s[-1]:.3f}s" for name, s in seconds.items()))
+    return {name: _result(s, batch, steps) for name, s in seconds.items()}
+
+
 def measure_throughput(model, schedule: NoiseSchedule, shape: Sequence[int], steps: int, eta: float, batch: int,
                        repeats: int, seed: int = 0) -> dict:
     """One model's images/s: a warm-up batch, then the fastest of ``repeats`` timed batches."""
-    if repeats < 1 or batch < 1:
-        raise ValueError(f"need at least one timed batch of at least one image, got {repeats} x {batch}")
     device = next(model.parameters()).device
-    timed_batch(model, schedule, shape, steps, eta, batch, seed, device)  # warm-up
-    seconds = [timed_batch(model, schedule, shape, steps, eta, batch, seed, device) for _ in range(repeats)]
-    return _result(seconds, batch, steps)
+    return time_models({"model": (model, schedule, shape)}, steps, eta, batch, repeats, seed, device)["model"]
 
 
 def machine_context(device: torch.device) -> dict:
@@ -70,10 +82,7 @@ def run_throughputs(run_checkpoints: Mapping[str, Sequence[str | Path]], cfg, ba
                     log: Callable[[str], None] = print) -> dict:
     """{"runs": {run: images_per_second, seconds_per_batch, batch, steps, repeats, all_seconds},
     "machine": ...}: every run's routed model sampled with cfg.sampling's DDIM steps and eta."""
-    if repeats < 1 or batch < 1:
-        raise ValueError(f"need at least one timed batch of at least one image, got {repeats} x {batch}")
     device = torch.device(device)
-    steps, eta = cfg.sampling.steps, cfg.sampling.eta
     models = {}
     for run, paths in run_checkpoints.items():
         first = load_checkpoint(paths[0])
@@ -81,12 +90,5 @@ def run_throughputs(run_checkpoints: Mapping[str, Sequence[str | Path]], cfg, ba
         schedule = NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"])
         shape = (first["in_channels"], first["resolution"], first["resolution"])
         models[run] = (mixture_from_checkpoints(list(paths)).to(device), schedule, shape)
-    for run, (model, schedule, shape) in models.items():
-        timed_batch(model, schedule, shape, steps, eta, batch, seed, device)  # warm-up
-    seconds: dict[str, list[float]] = {run: [] for run in models}
-    for round_ in range(repeats):
-        for run, (model, schedule, shape) in models.items():
-            seconds[run].append(timed_batch(model, schedule, shape, steps, eta, batch, seed, device))
-        log(f"round {round_ + 1}/{repeats}: " + ", ".join(f"{run} {s[-1]:.3f}s" for run, s in seconds.items()))
-    return {"runs": {run: _result(s, batch, steps) for run, s in seconds.items()},
-            "machine": machine_context(device) | {"eta": eta}}
+    runs = time_models(models, cfg.sampling.steps, cfg.sampling.eta, batch, repeats, seed, device, log)
+    return {"runs": runs, "machine": machine_context(device) | {"eta": cfg.sampling.eta}}

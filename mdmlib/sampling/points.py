@@ -29,6 +29,13 @@ def set_seeds(cfg: SamplingConfig, seed_set: int) -> list[int]:
     return list(range(first, first + cfg.num_samples))
 
 
+def schedule_and_shape(ckpt: dict) -> tuple[NoiseSchedule, tuple[int, int, int]]:
+    """What sampling a checkpoint's model needs besides it: its noise schedule and image shape."""
+    diffusion = ckpt["config"]["diffusion"]
+    return (NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"]),
+            (ckpt["in_channels"], ckpt["resolution"], ckpt["resolution"]))
+
+
 def sample_point(checkpoint_paths: Sequence[str | Path], cfg: SamplingConfig, out_path: str | Path,
                  device: torch.device, log: Callable[[str], None] = print,
                  intervals: list[list[int]] | None = None, seed_sets: Sequence[int] = (0,)) -> None:
@@ -38,10 +45,8 @@ def sample_point(checkpoint_paths: Sequence[str | Path], cfg: SamplingConfig, ou
     ``intervals`` overrides the routing (see ``mixture_from_checkpoints``).
     """
     ckpts = [load_checkpoint(p) for p in checkpoint_paths]
-    diffusion = ckpts[0]["config"]["diffusion"]
-    schedule = NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"])
+    schedule, shape = schedule_and_shape(ckpts[0])
     model = mixture_from_checkpoints(checkpoint_paths, intervals).to(device)
-    shape = (ckpts[0]["in_channels"], ckpts[0]["resolution"], ckpts[0]["resolution"])
     images, seeds, sets = [], [], []
     for seed_set in seed_sets:
         set_seed_list = set_seeds(cfg, seed_set)

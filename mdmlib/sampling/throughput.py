@@ -17,6 +17,7 @@ import torch
 from mdmlib.core.schedule import NoiseSchedule
 from mdmlib.routing.mixture import mixture_from_checkpoints
 from mdmlib.sampling.ddim import StackedRandomGenerator, ddim_sample
+from mdmlib.sampling.points import schedule_and_shape
 from mdmlib.training.checkpoint import load_checkpoint
 
 
@@ -85,10 +86,6 @@ def run_throughputs(run_checkpoints: Mapping[str, Sequence[str | Path]], cfg, ba
     device = torch.device(device)
     models = {}
     for run, paths in run_checkpoints.items():
-        first = load_checkpoint(paths[0])
-        diffusion = first["config"]["diffusion"]
-        schedule = NoiseSchedule.from_name(diffusion["schedule"], diffusion["timesteps"])
-        shape = (first["in_channels"], first["resolution"], first["resolution"])
-        models[run] = (mixture_from_checkpoints(list(paths)).to(device), schedule, shape)
+        models[run] = (mixture_from_checkpoints(list(paths)).to(device), *schedule_and_shape(load_checkpoint(paths[0])))
     runs = time_models(models, cfg.sampling.steps, cfg.sampling.eta, batch, repeats, seed, device, log)
     return {"runs": runs, "machine": machine_context(device) | {"eta": cfg.sampling.eta}}

@@ -86,6 +86,7 @@ def run_throughputs(run_checkpoints: Mapping[str, Sequence[str | Path]], cfg, ba
     device = torch.device(device)
     models = {}
     for run, paths in run_checkpoints.items():
-        models[run] = (mixture_from_checkpoints(list(paths)).to(device), *schedule_and_shape(load_checkpoint(paths[0])))
+        schedule, shape = schedule_and_shape(load_checkpoint(paths[0]))
+        models[run] = (mixture_from_checkpoints(list(paths)).to(device), schedule, shape)
     runs = time_models(models, cfg.sampling.steps, cfg.sampling.eta, batch, repeats, seed, device, log)
     return {"runs": runs, "machine": machine_context(device) | {"eta": cfg.sampling.eta}}

@@ -337,13 +337,12 @@ def read_and_write_diffpruning_study(inputs, runs: Sequence[str], run_models: Ma
     from mdmlib.sampling.ddim import ddim_timesteps
     from mdmlib.studies.convergence import full_run_seconds
     from mdmlib.training.checkpoint import load_checkpoint
+    from mdmlib.training.job import train_job
 
     ends = {run: end_rows(pd.read_csv(p)) for run, p in zip(runs, inputs.sets)}
     checkpoints = per_run(list(inputs.checkpoints), runs, run_models)
-    loaded = {run: [load_checkpoint(p) for p in paths] for run, paths in checkpoints.items()}
-    intervals = {run: [Interval(*c["interval"]) for c in ckpts] for run, ckpts in loaded.items()}
-    totals = unit_totals(loaded[ORIGINAL][0]["model_spec"])
-    del loaded
+    intervals = {run: [train_job(m, cfg).interval for m in run_models[run]] for run in runs}  # as named
+    totals = unit_totals(load_checkpoint(checkpoints[ORIGINAL][0])["model_spec"])
     sizes = run_sizes(checkpoints, intervals, ddim_timesteps(cfg.diffusion.timesteps, cfg.sampling.steps))
     agents = {b: json.loads(Path(p).read_text()) for b, p in zip(budgets, inputs.agents)}
     for b, agent in agents.items():

@@ -85,7 +85,7 @@ def study(tmp_path_factory):
                             "groups": [max(1, round(g * shape[0])) for g in GROUPS],
                             "heads": [max(1, round(h * shape[1])) for h in HEADS], "depth": [not d for d in drop],
                             "macs": macs, "macs_ratio": macs / full})
-        run_models[f"dp_m{b}"] = [f"dpf_m{b}_t{lo}-{hi}_w200" for lo, hi in INTERVALS]
+        run_models[f"dp_m{b}"] = [f"dpf_m{b}_t{lo}-{hi}_b2400_p500_d200_w200_i200" for lo, hi in INTERVALS]
         mixture = 0.4 * experts[0]["macs"] + 0.6 * experts[1]["macs"]
         expert_macs[b] = mixture
         agents.append(tmp_path / f"agent{b}.json")

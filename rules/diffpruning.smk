@@ -88,7 +88,8 @@ rule sampling_throughput:
         models=lambda wc: {run: run_models(run) for run in DP_TABLE_RUNS},
         settings=trigger(CFG.diffpruning),
         sampling=SAMPLING,
-    threads: workflow.cores
+    # All of --cores on a workstation; on a cluster (no --cores) the sampling jobs' threads.
+    threads: workflow.resource_settings.cores or CFG.sampling.threads
     resources:
         gpu=1,
     log:

@@ -82,6 +82,8 @@ def test_the_workflow_takes_the_profile_and_every_job_gets_runtime_and_memory(tm
     workdir = copy_workflow(tmp_path)
     rules = set(snakemake(workdir, "--list-rules").split())
     assert set(load_profile()["set-resources"]) <= rules, "set-resources names a rule the workflow lacks"
+    # Without --cores, as on a cluster: a rule sized by workflow.cores would fail here (a dry run sets cores).
+    snakemake(workdir, "diffpruning", "--dag", "--profile", "profiles/slurm", "--configfile", "configs/smoke.yaml")
     out = snakemake(workdir, "-n", "--profile", "profiles/slurm", "--configfile", "configs/smoke.yaml")
     jobs = resources_per_job(out)
     assert {rule for rule, _ in jobs} >= {"prepare_data", "train_baseline", "sample_point"}, out[-2000:]

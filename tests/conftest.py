@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,26 +37,10 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    proc = snakemake(workdir, "--configfile", "configs/smoke.yaml")
-    return workdir, proc
-
-
 def copy_smoke_run(source: Path, dest: Path) -> Path:
     """A copy of a finished run that Snakemake takes as up to date (copy2 keeps mtimes)."""
     shutil.copytree(source, dest, symlinks=True)
     return dest
-
-
-def run_target_on_smoke_copy(smoke_run, tmp_path_factory, target: str) -> tuple[Path, str]:
-    """Build ``target`` in a copy of the smoke run (reusing what it made); returns the copy and
-    the dry-run plan printed first, which shows what the target had to add."""
-    workdir = copy_smoke_run(smoke_run[0], tmp_path_factory.mktemp(target) / "workflow")
-    plan = snakemake(workdir, target, "--configfile", "configs/smoke.yaml", "-n").stdout
-    snakemake(workdir, target, "--configfile", "configs/smoke.yaml")
-    return workdir, plan
 
 
 def planned_jobs(plan: str) -> dict[str, int]:
@@ -63,3 +48,98 @@ def planned_jobs(plan: str) -> dict[str, int]:
     return {line.split()[0]: int(line.split()[1]) for line in plan.splitlines()
             if len(line.split()) == 2 and line.split()[1].isdigit()}
 
+
+
+def run_target_on_smoke_copy(smoke_workdir: Path, dest: Path, target: str) -> tuple[Path, str]:
+    """Build ``target`` in a copy of the smoke run (reusing what it made); returns the copy and
+    the dry-run plan printed first, which shows what the target had to add."""
+    workdir = copy_smoke_run(smoke_workdir, dest)
+    plan = snakemake(workdir, target, "--configfile", "configs/smoke.yaml", "-n").stdout
+    snakemake(workdir, target, "--configfile", "configs/smoke.yaml")
+    return workdir, plan
+
+
+# ---- the pipeline runs the workflow tests read, made in the background -------------------------
+# Fixture name -> the Snakemake target it builds on a copy of the smoke run.
+TARGET_RUNS = {"baselines_run": "baselines", "convergence_run": "convergence", "dp_run": "diffpruning",
+               "multistage_run": "multistage", "tdc_run": "tdc"}
+PIPELINE_RUNS = {"smoke_run", *TARGET_RUNS}
+
+
+class PipelineRuns:
+    """The smoke run, then each target on its own copy of it, one after another in a background
+    thread. Their Snakemake jobs leave a core idle on chains of single jobs; the tests that need
+    none of the runs (ordered first, below) fill it meanwhile."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-runs")
+        self._runs: dict[str, Future] = {}
+
+    def start(self, name: str) -> None:
+        if name not in self._runs:
+            self._runs[name] = self._executor.submit(self._smoke if name == "smoke" else self._target, name)
+
+    def result(self, name: str):
+        self.start(name)
+        return self._runs[name].result()  # re-raises the run's failure in every test that reads it
+
+    def _smoke(self, _name: str) -> tuple[Path, subprocess.CompletedProcess]:
+        workdir = copy_workflow(self.root / "smoke")
+        return workdir, snakemake(workdir, "--configfile", "configs/smoke.yaml")
+
+    def _target(self, target: str) -> tuple[Path, str]:
+        smoke_workdir, _ = self.result("smoke")  # submitted before any target: done by now
+        return run_target_on_smoke_copy(smoke_workdir, self.root / target / "workflow", target)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def pytest_collection_modifyitems(items):
+    # Stable: the tests that wait on the background runs go last, in their collected order.
+    items.sort(key=lambda item: bool(PIPELINE_RUNS & set(item.fixturenames)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pipeline_runs(request, tmp_path_factory):
+    """Starts, at the session's first test, the runs that the collected tests will read."""
+    runs = PipelineRuns(tmp_path_factory.mktemp("pipeline_runs"))
+    needed = {name for item in request.session.items for name in item.fixturenames} & PIPELINE_RUNS
+    if needed:
+        runs.start("smoke")
+    for fixture_name, target in TARGET_RUNS.items():
+        if fixture_name in needed:
+            runs.start(target)
+    yield runs
+    runs.close()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(pipeline_runs):
+    return pipeline_runs.result("smoke")
+
+
+@pytest.fixture(scope="session")
+def baselines_run(pipeline_runs):
+    return pipeline_runs.result("baselines")
+
+
+@pytest.fixture(scope="session")
+def convergence_run(pipeline_runs):
+    return pipeline_runs.result("convergence")
+
+
+@pytest.fixture(scope="session")
+def dp_run(pipeline_runs):
+    return pipeline_runs.result("diffpruning")
+
+
+@pytest.fixture(scope="session")
+def multistage_run(pipeline_runs):
+    return pipeline_runs.result("multistage")
+
+
+@pytest.fixture(scope="session")
+def tdc_run(pipeline_runs):
+    return pipeline_runs.result("tdc")

@@ -4,14 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy
+from conftest import SMOKE_OUT, planned_jobs
 
 from mdmlib import paths
-
-
-@pytest.fixture(scope="module")
-def baselines_run(smoke_run, tmp_path_factory):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "baselines")
 
 
 def test_only_the_new_recipes_are_trained(baselines_run):

@@ -5,21 +5,14 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 from conftest import (
     SMOKE_OUT,
     copy_smoke_run,
     planned_jobs,
-    run_target_on_smoke_copy,
     snakemake,
 )
 
 from mdmlib import paths
-
-
-@pytest.fixture(scope="module")
-def convergence_run(smoke_run, tmp_path_factory):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "convergence")
 
 
 def test_eight_equal_experts_are_trained_and_the_baseline_reused(convergence_run):

@@ -10,7 +10,6 @@ from conftest import (
     SMOKE_OUT,
     copy_workflow,
     planned_jobs,
-    run_target_on_smoke_copy,
     snakemake,
 )
 
@@ -26,11 +25,6 @@ from mdmlib.training.job import ExpertName
 # configs/smoke.yaml: baseline 40 steps (the pretrained model: its final snapshot), 2 gradient
 # intervals, 10 elastic depth, 10 elastic width and 10 fine-tune steps per expert, budget 0.5
 BASE, STEPS = 40, 10
-
-
-@pytest.fixture(scope="module")
-def dp_run(smoke_run, tmp_path_factory):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "diffpruning")
 
 
 def test_each_expert_goes_depth_width_pruned_from_the_baselines_final_snapshot(dp_run):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
+from conftest import SMOKE_OUT, planned_jobs, snakemake
 
 from mdmlib import paths
 from mdmlib.intervals.choice import read_choice
@@ -12,11 +12,6 @@ from mdmlib.report.claims import NOT_RUN
 from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED
 from mdmlib.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mdmlib.training.job import staged_model_name
-
-
-@pytest.fixture(scope="module")
-def multistage_run(smoke_run, tmp_path_factory):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "multistage")
 
 
 def test_the_models_are_trained_on_the_optimal_denoisers_stages_and_the_baseline_reused(multistage_run):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, planned_jobs, run_target_on_smoke_copy, snakemake
+from conftest import SMOKE_OUT, planned_jobs, snakemake
 
 from mdmlib import paths
 from mdmlib.core.intervals import Interval
@@ -19,11 +19,6 @@ from mdmlib.training.job import tdc_model_name, without_budget
 # configs/smoke.yaml: baseline 40 steps at 2 points (base = its step-20 snapshot), 2 groups,
 # 10 fine-tune steps each, k = 0.5 (limits 0.75 F and 1.0 F), pruning [magnitude, proxy]
 BASE, FINETUNE = 20, 10
-
-
-@pytest.fixture(scope="module")
-def tdc_run(smoke_run, tmp_path_factory):
-    return run_target_on_smoke_copy(smoke_run, tmp_path_factory, "tdc")
 
 
 def test_each_group_is_pruned_to_its_limit_and_fine_tuned_from_the_baselines_snapshot(tdc_run):

@@ -270,6 +270,11 @@ class TdcConfig:  # TDC training (make tdc): the SNR groups, a pruned base model
     # without pruning on each of these group numbers
     ablation_pruning: str = "proxy"
     group_counts: tuple[int, ...] = (2, 3, 4, 6, 8)
+    # tdc_ablations, Fig. 6: TDC with ablation_pruning at each k (the SNR groups do not move with k,
+    # only their FLOPs limits); "stable across k": every k's FID within k_tolerance x the FID at
+    # intervals.snr.min_flops_ratio, which must be one of them
+    k_values: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    k_tolerance: float = 0.1
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
@@ -551,6 +556,14 @@ def _check_tdc(cfg: RunConfig) -> None:
     bad = [n for n in tdc.group_counts if not 2 <= n <= T]
     if bad or len(set(tdc.group_counts)) != len(tdc.group_counts):
         raise ValueError(f"config key 'tdc.group_counts': {list(tdc.group_counts)}; each once, 2 to {T}")
+    k_permille = [round(k * 1000) for k in tdc.k_values]
+    if not all(0 < k < 1 for k in tdc.k_values) or len(set(k_permille)) != len(k_permille):
+        raise ValueError(f"config key 'tdc.k_values': {list(tdc.k_values)}; each once (to 0.001), in (0, 1)")
+    if round(cfg.intervals.settings("snr").min_flops_ratio * 1000) not in k_permille:
+        raise ValueError(f"config key 'tdc.k_values': {list(tdc.k_values)} lacks intervals.snr.min_flops_ratio "
+                         f"({cfg.intervals.settings('snr').min_flops_ratio}), the reference of the k ablation")
+    if not tdc.k_tolerance > 0:
+        raise ValueError(f"config key 'tdc.k_tolerance': {tdc.k_tolerance}; need > 0 (a share of the FID)")
     unknown = [m for m in tdc.pruning if m not in pruning_methods()]
     if unknown or len(set(tdc.pruning)) != len(tdc.pruning):
         raise ValueError(f"config key 'tdc.pruning': {list(tdc.pruning)}; each once, of {list(pruning_methods())}")

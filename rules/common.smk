@@ -168,7 +168,8 @@ TDC_BASE_POINT = tdc_base_point(CFG)
 TDC_OUTPUTS = (("table1", "table", "tdc_table1_training"), ("table6", "table", "tdc_table6_pruning_methods"),
                ("table5", "table", "tdc_table5_pruning_vs_scratch"),
                ("groups", "table", "tdc_pruned_groups"), ("fig3", "figure", "tdc_fig3_fid_vs_steps"))
-TDC_ABLATION_OUTPUTS = (("table2", "table", "tdc_table2_flops_schedules"), ("table3", "table", "tdc_table3_groups"))
+TDC_ABLATION_OUTPUTS = (("table2", "table", "tdc_table2_flops_schedules"), ("table3", "table", "tdc_table3_groups"),
+                        ("table_k", "table", "tdc_fig6_k"), ("figure_k", "figure", "tdc_fig6_k"))
 
 
 def base_snapshot(steps):

@@ -74,7 +74,7 @@ rule tdc:
         output_files(TDC_OUTPUTS).values(),
 
 
-# Tables II and III forms: FLOPs schedules and group numbers, each run at its end on the same sets.
+# Tables II and III and Fig. 6 forms: FLOPs schedules, group numbers and k, each run at its end on the same sets.
 rule tdc_ablations_tables:
     input:
         base=paths.snapshot(OUT, BASELINE, TDC_BASE_POINT),
@@ -82,7 +82,7 @@ rule tdc_ablations_tables:
         checkpoints=lambda wc: [c for run in PLAN.tdc_ablation_runs for c in PLAN.checkpoints(run, POINTS[-1])],
     output:
         **{key: report(path, caption="../report/tdc_ablations.rst", category="TDC")
-           if key.endswith("_csv") else path for key, path in output_files(TDC_ABLATION_OUTPUTS).items()},
+           if key.endswith(("_png", "_csv")) else path for key, path in output_files(TDC_ABLATION_OUTPUTS).items()},
         claims=paths.claims(OUT, "tdc_ablations_tables"),
     params:
         runs=PLAN.tdc_ablation_runs,

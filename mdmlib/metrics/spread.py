@@ -40,6 +40,15 @@ class PairedDifference:
 
         return abs(self.mean) > t.ppf(0.5 + confidence / 2, self.sets - 1) * self.se
 
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """The two-sided t confidence interval of the mean difference; unbounded for one set."""
+        if math.isnan(self.se) or self.sets < 2:
+            return -math.inf, math.inf
+        from scipy.stats import t
+
+        half = t.ppf(0.5 + confidence / 2, self.sets - 1) * self.se
+        return self.mean - half, self.mean + half
+
 
 def spread(values: Sequence[float]) -> Spread:
     x = np.asarray(values, dtype=float)

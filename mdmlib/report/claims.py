@@ -87,6 +87,10 @@ CLAIMS: tuple[Claim, ...] = (
           "ours 3.76; constant 3.91, uni-increasing 3.88, uni-decreasing 4.11", "tdc-ablations"),
     Claim("tdc_table3_groups", TDC, "Table III", "more groups give a lower FID (up to 10 groups)",
           "4: 3.62, 8: 3.56, 10: 3.52, 15: 3.56, 20: 3.60", "tdc-ablations"),
+    Claim("tdc_fig6_k_stable", TDC, "Fig. 6",
+          "TDC performs stably across the FLOPs constraint k = 0.3 to 0.7 (here: every k's FID within "
+          "tdc.k_tolerance of the FID at the config's k)", "IDDPM CIFAR-10: FID about the same at every k (Fig. 6)",
+          "tdc-ablations"),
     Claim("tdc_fig3_two_stage", TDC, "Fig. 3",
           "two-stage training (base model, then groups) beats single-stage (groups from scratch) at equal steps",
           "lower FID along the whole curve (Fig. 3)", "tdc"),

@@ -61,6 +61,25 @@ def difference_verdict(diff: PairedDifference, lower: bool = True, confidence: f
     return HOLDS if (diff.mean < 0) == lower else FAILS
 
 
+def equivalent_verdict(diffs: Mapping[str, PairedDifference], tolerance: float,
+                       confidence: float = 0.95) -> Verdict:
+    """The claim "no run differs from the reference by more than ``tolerance``" (an equivalence
+    claim, as "stable across k"), from each run's paired difference to the reference. It holds
+    when every difference's confidence interval lies within +-tolerance, does not hold when some
+    interval lies wholly outside it, and is undecided otherwise: few sets cannot show stability."""
+    if not diffs or tolerance <= 0:
+        raise ValueError(f"an equivalence claim needs differences and a positive tolerance, got {tolerance}")
+    intervals = {name: d.interval(confidence) for name, d in diffs.items()}
+    widest = max(diffs, key=lambda name: abs(diffs[name].mean))
+    worst = f"largest {widest} {diffs[widest].mean:+.3g} (se {diffs[widest].se:.2g}), tolerance {tolerance:.3g}"
+    outside = [name for name, (lo, hi) in intervals.items() if lo > tolerance or hi < -tolerance]
+    if outside:
+        return Verdict(FAILS, f"{', '.join(outside)} decided beyond the tolerance; {worst}")
+    if all(-tolerance <= lo and hi <= tolerance for lo, hi in intervals.values()):
+        return Verdict(HOLDS, f"every difference within the tolerance at {confidence:.0%}; {worst}")
+    return Verdict(UNDECIDED, f"the spread reaches past the tolerance; {worst}")
+
+
 def reached_within_verdict(diffs: Sequence[tuple[float, PairedDifference]], limit: float,
                            confidence: float = 0.95) -> Verdict:
     """The claim "a run passes a target (its paired difference to it turns negative) at a cost

@@ -1,7 +1,8 @@
 """TDC's ablations (`make tdc-ablations`): Table II (FLOPs schedules: the SNR schedule against
-constant, uniformly increasing and uniformly decreasing FLOPs at the same mean) and Table III
-(TDC without pruning on different numbers of groups). Every run is compared at its end (equal
-fine-tune steps per group) on the same disjoint sample sets, paired."""
+constant, uniformly increasing and uniformly decreasing FLOPs at the same mean), Table III
+(TDC without pruning on different numbers of groups) and Fig. 6 (the FLOPs constraint k). Every
+run is compared at its end (equal fine-tune steps per group) on the same disjoint sample sets,
+paired."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -10,9 +11,11 @@ import pandas as pd
 
 from mdmlib.metrics.spread import paired_difference, spread
 from mdmlib.report.claims import ClaimResult, mean_sd, paired_claim, verdict_claim
+from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.tables import write_table
-from mdmlib.report.verdicts import lowest_verdict
+from mdmlib.report.verdicts import equivalent_verdict, lowest_verdict
 from mdmlib.studies.main import shared_set_values
+from mdmlib.studies.tdc_runs import k_runs, snr_k
 
 SCHEDULE_LABELS = {"snr": "SNR (Eq. 4)", "constant": "constant", "increasing": "uniformly increasing",
                    "decreasing": "uniformly decreasing"}
@@ -50,13 +53,44 @@ def ablation_claims(schedule_runs: Sequence[str], group_runs: Sequence[str], lab
     return claims
 
 
-def write_tdc_ablations(schedule_runs: Sequence[str], group_runs: Sequence[str], sets: Mapping[str, pd.DataFrame],
-                        sizes: Mapping[str, dict], steps: Mapping[str, int], full_macs: float, pruning: str,
-                        outputs, experiment: str, setting: str) -> list[ClaimResult]:
-    """``schedule_runs`` start with the SNR schedule's; ``group_runs`` go from fewest to most groups."""
+def k_claim(k_of: Mapping[str, float], reference: str, sets: Mapping[str, pd.DataFrame], tolerance: float,
+            setting: str) -> ClaimResult:
+    """Fig. 6: TDC is stable across k: every k's FID within ``tolerance`` x the reference k's FID
+    (paired over the sample sets; an equivalence claim, so few sets leave it undecided)."""
+    fids = shared_set_values({r: sets[r] for r in k_of}, "fid")
+    diffs = {f"k = {k:g}": paired_difference(fids[r], fids[reference]) for r, k in k_of.items() if r != reference}
+    ours = ", ".join(f"k = {k:g} {mean_sd(fids[r])}" for r, k in k_of.items())
+    absolute = tolerance * float(spread(fids[reference]).mean)
+    return verdict_claim("tdc_fig6_k_stable", ours, equivalent_verdict(diffs, absolute), setting)
+
+
+def k_figure(rows: pd.DataFrame, k_of: Mapping[str, float], fids: Mapping[str, Sequence[float]], png_path,
+             title: str) -> None:
+    """Fig. 6 form: FID (mean and sd over sample sets) against MACs per step / F, a point per k."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    macs = dict(zip(rows["run"], rows["MACs per step / F"]))
+    for run, k in k_of.items():
+        s = spread(fids[run])
+        x = macs[f"k = {k:g}"]
+        ax.errorbar(x, s.mean, yerr=0 if pd.isna(s.sd) else s.sd, fmt="o", color="C0", capsize=3)
+        ax.annotate(f"k = {k:g}", (x, s.mean), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("MACs per sampling step / original")
+    ax.set_ylabel("FID (mean, sd over sample sets)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, png_path)
+
+
+def write_tdc_ablations(schedule_runs: Sequence[str], group_runs: Sequence[str], k_of: Mapping[str, float],
+                        k_reference: str, sets: Mapping[str, pd.DataFrame], sizes: Mapping[str, dict],
+                        steps: Mapping[str, int], full_macs: float, pruning: str, k_tolerance: float, outputs,
+                        experiment: str, setting: str) -> list[ClaimResult]:
+    """``schedule_runs`` start with the SNR schedule's; ``group_runs`` go from fewest to most groups;
+    ``k_of`` ({run: k}, by increasing k) holds ``k_reference``, the run at the config's k."""
     label = {r: SCHEDULE_LABELS[r.removeprefix("tdcflops_")] for r in schedule_runs}
     label |= {r: f"{r.removeprefix('tdcgroups_')} groups" for r in group_runs}
     claims = ablation_claims(schedule_runs, group_runs, label, sets, f"{experiment}; {setting}")
+    claims.append(k_claim(k_of, k_reference, sets, k_tolerance, f"{experiment}; {setting}"))
     verdicts = {c.claim: c.text() for c in claims}
     table2 = ablation_rows(schedule_runs, label, schedule_runs[0], sets, sizes, steps, full_macs)
     write_table(table2, outputs.table2_csv, outputs.table2_md,
@@ -70,7 +104,17 @@ def write_tdc_ablations(schedule_runs: Sequence[str], group_runs: Sequence[str],
                 f"fine-tuned for the same steps; FID mean (sd) over sample sets at the end and the paired "
                 f"difference to the most groups. Most groups beat the fewest: "
                 f"{verdicts.get('tdc_table3_groups', 'not run')}; {setting}.")
-    print(table2.to_string(), table3.to_string(), *verdicts.values(), sep="\n\n")
+    k_label = {r: f"k = {k:g}" for r, k in k_of.items()}
+    table_k = ablation_rows(list(k_of), k_label, k_reference, sets, sizes, steps, full_macs)
+    write_table(table_k, outputs.table_k_csv, outputs.table_k_md,
+                f"TDC Fig. 6 form ({experiment}): TDC with {pruning} pruning on the same SNR groups at each FLOPs "
+                f"constraint k (group limits kF + (i + 1)(1 - k)F / N), every group fine-tuned for the same steps; "
+                f"FID mean (sd) over sample sets at the end and the paired difference to {k_label[k_reference]}. "
+                f"Stable across k (every FID within {k_tolerance:.0%} of {k_label[k_reference]}'s): "
+                f"{verdicts['tdc_fig6_k_stable']}; {setting}.")
+    k_figure(table_k, k_of, shared_set_values({r: sets[r] for r in k_of}, "fid"), outputs.figure_k_png,
+             f"{experiment}: FID against MACs per k; stable: {verdicts['tdc_fig6_k_stable']}"[:160])
+    print(table2.to_string(), table3.to_string(), table_k.to_string(), *verdicts.values(), sep="\n\n")
     return claims
 
 
@@ -94,5 +138,8 @@ def read_and_write_tdc_ablations(inputs, runs: Sequence[str], run_models: Mappin
     full_macs = spec_macs(load_checkpoint(inputs.base)["model_spec"])
     schedule_runs = [r for r in runs if r.startswith("tdcflops_")]
     group_runs = sorted((r for r in runs if r.startswith("tdcgroups_")), key=lambda r: int(r.split("_")[1]))
-    return write_tdc_ablations(schedule_runs, group_runs, sets, sizes, steps, full_macs, cfg.tdc.ablation_pruning,
-                               outputs, experiment, metric_setting({r: df for r, df in sets.items()}))
+    k_of = k_runs(cfg)
+    k_reference = next(r for r, k in k_of.items() if round(k * 1000) == round(snr_k(cfg) * 1000))
+    return write_tdc_ablations(schedule_runs, group_runs, k_of, k_reference, sets, sizes, steps, full_macs,
+                               cfg.tdc.ablation_pruning, cfg.tdc.k_tolerance, outputs, experiment,
+                               metric_setting({r: df for r, df in sets.items()}))

@@ -22,13 +22,26 @@ def tdc_runs(cfg: RunConfig) -> list[str]:
 
 
 FLOPS_SCHEDULES = ("snr", "constant", "increasing", "decreasing")  # TDC Table II
-TDC_ENDPOINT_PREFIXES = ("tdcv_", "tdcflops_", "tdcgroups_")  # compared at their end (equal steps)
+TDC_ENDPOINT_PREFIXES = ("tdcv_", "tdcflops_", "tdcgroups_", "tdck_")  # compared at their end (equal steps)
 
 
 def tdc_ablation_runs(cfg: RunConfig) -> list[str]:
     """Table II: 'tdcflops_<schedule>' (the groups' FLOPs limits from each schedule); Table III:
-    'tdcgroups_<n>' (TDC without pruning on n SNR groups)."""
-    return [*(f"tdcflops_{s}" for s in FLOPS_SCHEDULES), *(f"tdcgroups_{n}" for n in cfg.tdc.group_counts)]
+    'tdcgroups_<n>' (TDC without pruning on n SNR groups); Fig. 6: 'tdck_<k per mille>' (the SNR
+    schedule at another k; at the config's own k that is Table II's SNR run)."""
+    runs = [*(f"tdcflops_{s}" for s in FLOPS_SCHEDULES), *(f"tdcgroups_{n}" for n in cfg.tdc.group_counts)]
+    return runs + [run for run in k_runs(cfg) if run not in runs]
+
+
+def snr_k(cfg: RunConfig) -> float:
+    """k of Eq. 3-4: the smallest group's FLOPs are at least k F."""
+    return cfg.intervals.settings(TDC_METHOD).min_flops_ratio
+
+
+def k_runs(cfg: RunConfig) -> dict[str, float]:
+    """Fig. 6's run per k of tdc.k_values, by increasing k: {run: k}."""
+    own = round(snr_k(cfg) * 1000)
+    return {"tdcflops_snr" if round(k * 1000) == own else f"tdck_{round(k * 1000)}": k for k in sorted(cfg.tdc.k_values)}
 
 
 def schedule_limits(schedule: str, groups: Sequence[Interval], k: float, timesteps: int) -> list[float]:
@@ -73,9 +86,12 @@ def tdc_run_models(run: str, cfg: RunConfig, groups: list[Interval]) -> list[str
     """A TDC run's group models, clean to noisy. Scratch models get the two-stage run's total
     steps (base + every group's fine-tune) shared equally, so Fig. 3 compares equal totals."""
     base, ft = tdc_base_iterations(cfg), cfg.tdc.finetune_iterations
-    k = cfg.intervals.settings(TDC_METHOD).min_flops_ratio
+    k = snr_k(cfg)
     if run.startswith("tdcflops_"):  # Table II: the ablation's pruning method under another schedule
         limits = schedule_limits(run.removeprefix("tdcflops_"), groups, k, cfg.diffusion.timesteps)
+        return [tdc_model_name(cfg.tdc.ablation_pruning, base, g, limit, ft) for g, limit in zip(groups, limits)]
+    if run.startswith("tdck_"):  # Fig. 6: the same groups under another k's limits (Eq. 4)
+        limits = group_limits(len(groups), int(run.removeprefix("tdck_")) / 1000)
         return [tdc_model_name(cfg.tdc.ablation_pruning, base, g, limit, ft) for g, limit in zip(groups, limits)]
     if run.startswith("tdcgroups_"):  # Table III: without pruning on n groups (``groups`` has n)
         return tdc_run_models("tdc_full", cfg, groups)

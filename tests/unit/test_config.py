@@ -110,6 +110,10 @@ BAD = [
     ("tdc.ablation_pruning", "lottery"),
     ("tdc.group_counts", [4, 4]),
     ("tdc.group_counts", [1, 4]),
+    ("tdc.k_values", [0.3, 0.5, 1.0]),  # k must lie in (0, 1)
+    ("tdc.k_values", [0.3, 0.5, 0.5]),
+    ("tdc.k_values", [0.3, 0.7]),  # lacks the config's k (0.5), the reference
+    ("tdc.k_tolerance", 0),
     ("tdc.proxy.proposer", "gpt4"),
     ("tdc.proxy.endpoint", None, {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),
     ("tdc.proxy.endpoint", "api.openai.com", {"tdc.proxy.proposer": "chat", "tdc.proxy.chat_model": "gpt-4"}),

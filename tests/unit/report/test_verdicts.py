@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED, less_verdict, lowest_verdict
+from mdmlib.report.verdicts import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    equivalent_verdict,
+    less_verdict,
+    lowest_verdict,
+)
 
 
 def test_the_claimed_lowest_holds_only_when_it_beats_the_runner_up_beyond_the_spread():
@@ -35,3 +42,19 @@ def test_one_sample_set_never_decides_and_unknown_candidates_are_refused():
     assert lowest_verdict("a", {"a": [0.4], "b": [0.5]}).verdict == UNDECIDED
     with pytest.raises(ValueError, match="at least one other"):
         lowest_verdict("a", {"a": [0.4]})
+
+
+def test_an_equivalence_claim_needs_every_interval_inside_the_tolerance():
+    from mdmlib.metrics.spread import PairedDifference
+
+    steady = {"k = 0.3": PairedDifference(0.01, 0.002, 5), "k = 0.7": PairedDifference(-0.02, 0.003, 5)}
+    assert equivalent_verdict(steady, tolerance=0.05).verdict == HOLDS
+    # one k decided 0.2 above: beyond a 0.05 tolerance at 95%
+    moved = steady | {"k = 0.4": PairedDifference(0.2, 0.01, 5)}
+    verdict = equivalent_verdict(moved, tolerance=0.05)
+    assert verdict.verdict == FAILS and "k = 0.4" in verdict.reason
+    # a small mean whose interval reaches past the tolerance (few sets, wide spread), or one set
+    assert equivalent_verdict({"k = 0.3": PairedDifference(0.01, 0.05, 5)}, 0.05).verdict == UNDECIDED
+    assert equivalent_verdict({"k = 0.3": PairedDifference(0.0, float("nan"), 1)}, 0.05).verdict == UNDECIDED
+    with pytest.raises(ValueError, match="positive tolerance"):
+        equivalent_verdict(steady, 0)

@@ -9,9 +9,10 @@ from mdmlib.core.intervals import Interval
 from mdmlib.intervals.snr import group_upper_limits
 from mdmlib.report.verdicts import FAILS, HOLDS, UNDECIDED
 from mdmlib.studies.tdc import tdc_claims, trajectory_macs
-from mdmlib.studies.tdc_ablations import ablation_claims
+from mdmlib.studies.tdc_ablations import ablation_claims, write_tdc_ablations
 from mdmlib.studies.tdc_runs import (
     group_limits,
+    k_runs,
     schedule_limits,
     tdc_ablation_runs,
     tdc_base_iterations,
@@ -126,3 +127,55 @@ def test_ablation_claims_decide_the_schedule_and_group_rows():
     claims = {c.claim: c for c in ablation_claims(schedules, groups, label, sets, "constructed")}
     assert claims["tdc_table2_snr_schedule"].verdict == HOLDS
     assert claims["tdc_table3_groups"].verdict == FAILS  # 8 groups 0.1 worse on every set
+
+
+def test_the_k_ablation_runs_the_same_groups_under_each_ks_limits():
+    cfg = load_config("config.yaml")
+    assert k_runs(cfg) == {"tdck_300": 0.3, "tdck_400": 0.4, "tdcflops_snr": 0.5, "tdck_600": 0.6, "tdck_700": 0.7}
+    runs = tdc_ablation_runs(cfg)
+    assert runs.count("tdcflops_snr") == 1 and {"tdck_300", "tdck_700"} <= set(runs)  # k = 0.5 is Table II's run
+    # Eq. 4 at k = 0.3 over N = 4: 0.475, 0.65, 0.825, 1 (the top group's limit is F: not pruned)
+    assert tdc_run_models("tdck_300", cfg, GROUPS) == [
+        "tdc_proxy_b1200_t0-161_f475_i200", "tdc_proxy_b1200_t161-943_f650_i200",
+        "tdc_proxy_b1200_t943-998_f825_i200", "tdc_full_b1200_t998-1000_f1000_i200"]
+
+
+def test_the_snr_groups_do_not_move_with_k():
+    """Eq. 3-5: FLOPs(t) and the group limits both scale as k + (1 - k) x, so k only sets the limits."""
+    from mdmlib.core.schedule import NoiseSchedule
+    from mdmlib.intervals.snr import snr_intervals
+
+    schedule = NoiseSchedule.from_name("linear", 1000)
+    groups = {k: snr_intervals(schedule, 4, k).intervals for k in (0.3, 0.4, 0.5, 0.6, 0.7)}
+    assert all(g == groups[0.5] for g in groups.values()), groups
+
+
+def test_the_k_table_figure_and_claim_come_from_the_runs_numbers(tmp_path):
+    from types import SimpleNamespace
+
+    k_of = {"tdck_300": 0.3, "tdcflops_snr": 0.5, "tdck_700": 0.7}
+    noise = [0.002, -0.003, 0.001, -0.001, 0.002]
+    sets = {"tdcflops_snr": sets_frame(BASE), "tdcflops_constant": sets_frame([b + 0.1 for b in BASE]),
+            "tdcgroups_2": sets_frame(BASE), "tdcgroups_4": sets_frame(BASE),
+            "tdck_300": sets_frame([b + 0.3 + e for b, e in zip(BASE, noise)]),  # k = 0.3 far worse
+            "tdck_700": sets_frame([b + e for b, e in zip(BASE, noise)])}
+    sizes = {run: {"macs": [0.6, 1.0], "trajectory_macs": 0.8, "mean_parameters": 5e5} for run in sets}
+    sizes["tdck_300"]["trajectory_macs"] = 0.6
+    outputs = SimpleNamespace(**{f"{name}_{ext}": tmp_path / f"{name}.{ext}" for name in ("table2", "table3", "table_k")
+                                 for ext in ("csv", "md")}, figure_k_png=tmp_path / "k.png")
+    claims = write_tdc_ablations(["tdcflops_snr", "tdcflops_constant"], ["tdcgroups_2", "tdcgroups_4"], k_of,
+                                 "tdcflops_snr", sets, sizes, dict.fromkeys(sets, 2000), 1.0, "proxy", 0.1,
+                                 outputs, "constructed", "FID on 5 sets")
+    claim = {c.claim: c for c in claims}["tdc_fig6_k_stable"]
+    assert claim.verdict == FAILS and "k = 0.3" in claim.reason  # 0.3 above, tolerance 0.1 x 0.55
+    table = pd.read_csv(outputs.table_k_csv)
+    assert list(table["run"]) == ["k = 0.3", "k = 0.5", "k = 0.7"]
+    assert table["MACs per step / F"].tolist() == pytest.approx([0.6, 0.8, 0.8])
+    assert table["FID - k = 0.5"].iloc[0].startswith("+0.3")
+    assert (tmp_path / "k.png").stat().st_size > 0 and (tmp_path / "k.pdf").stat().st_size > 0
+    # within the tolerance on every set: stable
+    sets["tdck_300"] = sets_frame([b + 0.01 + e for b, e in zip(BASE, noise)])
+    claims = write_tdc_ablations(["tdcflops_snr", "tdcflops_constant"], ["tdcgroups_2", "tdcgroups_4"], k_of,
+                                 "tdcflops_snr", sets, sizes, dict.fromkeys(sets, 2000), 1.0, "proxy", 0.1,
+                                 outputs, "constructed", "FID on 5 sets")
+    assert {c.claim: c for c in claims}["tdc_fig6_k_stable"].verdict == HOLDS

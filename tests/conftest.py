@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,9 +22,17 @@ WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "conf
 SMOKE_OUT = Path(paths.results_dir("digits", "smoke"))  # configs/smoke.yaml's run folder
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, running: set | None = None) -> subprocess.CompletedProcess:
+    """Snakemake on 2 cores in ``workdir``; the process is in ``running`` while it runs."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    with subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen:
+        (running if running is not None else set()).add(popen)
+        try:
+            stdout, stderr = popen.communicate(timeout=900)
+        finally:
+            popen.kill()  # after a timeout (no-op once it has exited)
+            (running if running is not None else set()).discard(popen)
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -50,12 +59,13 @@ def planned_jobs(plan: str) -> dict[str, int]:
 
 
 
-def run_target_on_smoke_copy(smoke_workdir: Path, dest: Path, target: str) -> tuple[Path, str]:
+def run_target_on_smoke_copy(smoke_workdir: Path, dest: Path, target: str, running: set | None = None
+                             ) -> tuple[Path, str]:
     """Build ``target`` in a copy of the smoke run (reusing what it made); returns the copy and
     the dry-run plan printed first, which shows what the target had to add."""
     workdir = copy_smoke_run(smoke_workdir, dest)
-    plan = snakemake(workdir, target, "--configfile", "configs/smoke.yaml", "-n").stdout
-    snakemake(workdir, target, "--configfile", "configs/smoke.yaml")
+    plan = snakemake(workdir, target, "--configfile", "configs/smoke.yaml", "-n", running=running).stdout
+    snakemake(workdir, target, "--configfile", "configs/smoke.yaml", running=running)
     return workdir, plan
 
 
@@ -75,6 +85,7 @@ class PipelineRuns:
         self.root = root
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-runs")
         self._runs: dict[str, Future] = {}
+        self._running: set[subprocess.Popen] = set()  # the Snakemake process of the run under way
 
     def start(self, name: str) -> None:
         if name not in self._runs:
@@ -86,14 +97,19 @@ class PipelineRuns:
 
     def _smoke(self, _name: str) -> tuple[Path, subprocess.CompletedProcess]:
         workdir = copy_workflow(self.root / "smoke")
-        return workdir, snakemake(workdir, "--configfile", "configs/smoke.yaml")
+        return workdir, snakemake(workdir, "--configfile", "configs/smoke.yaml", running=self._running)
 
     def _target(self, target: str) -> tuple[Path, str]:
         smoke_workdir, _ = self.result("smoke")  # submitted before any target: done by now
-        return run_target_on_smoke_copy(smoke_workdir, self.root / target / "workflow", target)
+        return run_target_on_smoke_copy(smoke_workdir, self.root / target / "workflow", target, self._running)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """After a complete session every run has been read; after -x or Ctrl-C, stop the one under
+        way (Snakemake takes SIGINT as Ctrl-C) instead of waiting for it."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for popen in list(self._running):
+            popen.send_signal(signal.SIGINT)
+        self._executor.shutdown(wait=True)
 
 
 def pytest_collection_modifyitems(items):

@@ -5,6 +5,7 @@ run is compared at its end (equal fine-tune steps per group) on the same disjoin
 paired."""
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -77,7 +78,7 @@ def k_figure(rows: pd.DataFrame, k_of: Mapping[str, float], fids: Mapping[str, S
     ax.set_xlabel("MACs per sampling step / original")
     ax.set_ylabel("FID (mean, sd over sample sets)")
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 60), fontsize=8)
     save_figure(fig, png_path)
 
 
@@ -113,7 +114,7 @@ def write_tdc_ablations(schedule_runs: Sequence[str], group_runs: Sequence[str],
                 f"Stable across k (every FID within {k_tolerance:.0%} of {k_label[k_reference]}'s): "
                 f"{verdicts['tdc_fig6_k_stable']}; {setting}.")
     k_figure(table_k, k_of, shared_set_values({r: sets[r] for r in k_of}, "fid"), outputs.figure_k_png,
-             f"{experiment}: FID against MACs per k; stable: {verdicts['tdc_fig6_k_stable']}"[:160])
+             f"{experiment}: FID against MACs per k; stable: {verdicts['tdc_fig6_k_stable']}")
     print(table2.to_string(), table3.to_string(), table_k.to_string(), *verdicts.values(), sep="\n\n")
     return claims
 

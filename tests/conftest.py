@@ -131,31 +131,13 @@ def pipeline_runs(request, tmp_path_factory):
     runs.close()
 
 
-@pytest.fixture(scope="session")
-def smoke_run(pipeline_runs):
-    return pipeline_runs.result("smoke")
+def _run_fixture(fixture_name: str, run: str):
+    """A session fixture that waits for ``run`` (the smoke run or a target's copy) and returns it."""
+    def read_run(pipeline_runs):
+        return pipeline_runs.result(run)
+    return pytest.fixture(scope="session", name=fixture_name)(read_run)
 
 
-@pytest.fixture(scope="session")
-def baselines_run(pipeline_runs):
-    return pipeline_runs.result("baselines")
-
-
-@pytest.fixture(scope="session")
-def convergence_run(pipeline_runs):
-    return pipeline_runs.result("convergence")
-
-
-@pytest.fixture(scope="session")
-def dp_run(pipeline_runs):
-    return pipeline_runs.result("diffpruning")
-
-
-@pytest.fixture(scope="session")
-def multistage_run(pipeline_runs):
-    return pipeline_runs.result("multistage")
-
-
-@pytest.fixture(scope="session")
-def tdc_run(pipeline_runs):
-    return pipeline_runs.result("tdc")
+# smoke_run, baselines_run, convergence_run, dp_run, multistage_run, tdc_run
+for _fixture_name, _run in {"smoke_run": "smoke", **TARGET_RUNS}.items():
+    globals()[_fixture_name] = _run_fixture(_fixture_name, _run)

@@ -34,11 +34,8 @@ class PairedDifference:
         """Whether the difference is non-zero by a two-sided paired t-test at ``confidence``: the
         mean beyond t(sets - 1) standard errors (12.7 for two sets, 2.78 for five), so few sets
         decide only large, steady differences."""
-        if math.isnan(self.se) or self.sets < 2:
-            return False
-        from scipy.stats import t
-
-        return abs(self.mean) > t.ppf(0.5 + confidence / 2, self.sets - 1) * self.se
+        lo, hi = self.interval(confidence)
+        return lo > 0 or hi < 0
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """The two-sided t confidence interval of the mean difference; unbounded for one set."""

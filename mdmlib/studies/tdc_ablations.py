@@ -16,7 +16,7 @@ from mdmlib.report.figures import plt, save_figure
 from mdmlib.report.tables import write_table
 from mdmlib.report.verdicts import equivalent_verdict, lowest_verdict
 from mdmlib.studies.main import shared_set_values
-from mdmlib.studies.tdc_runs import k_runs, snr_k
+from mdmlib.studies.tdc_runs import K_REFERENCE_RUN, k_runs
 
 SCHEDULE_LABELS = {"snr": "SNR (Eq. 4)", "constant": "constant", "increasing": "uniformly increasing",
                    "decreasing": "uniformly decreasing"}
@@ -139,8 +139,6 @@ def read_and_write_tdc_ablations(inputs, runs: Sequence[str], run_models: Mappin
     full_macs = spec_macs(load_checkpoint(inputs.base)["model_spec"])
     schedule_runs = [r for r in runs if r.startswith("tdcflops_")]
     group_runs = sorted((r for r in runs if r.startswith("tdcgroups_")), key=lambda r: int(r.split("_")[1]))
-    k_of = k_runs(cfg)
-    k_reference = next(r for r, k in k_of.items() if round(k * 1000) == round(snr_k(cfg) * 1000))
-    return write_tdc_ablations(schedule_runs, group_runs, k_of, k_reference, sets, sizes, steps, full_macs,
-                               cfg.tdc.ablation_pruning, cfg.tdc.k_tolerance, outputs, experiment,
+    return write_tdc_ablations(schedule_runs, group_runs, k_runs(cfg), K_REFERENCE_RUN, sets, sizes, steps,
+                               full_macs, cfg.tdc.ablation_pruning, cfg.tdc.k_tolerance, outputs, experiment,
                                metric_setting({r: df for r, df in sets.items()}))

@@ -77,15 +77,17 @@ PIPELINE_RUNS = {"smoke_run", *TARGET_RUNS}
 
 
 class PipelineRuns:
-    """The smoke run, then each target on its own copy of it, one after another in a background
-    thread. Their Snakemake jobs leave a core idle on chains of single jobs; the tests that need
-    none of the runs (ordered first, below) fill it meanwhile."""
+    """The smoke run, then each target on its own copy of it, two at a time, in background threads.
+
+    The runs are the suite's critical path (measured: the tests that need none of them finish
+    first and then wait), and a target's Snakemake jobs leave a core idle on chains of single
+    jobs: two targets side by side keep both cores busy."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-runs")
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline-runs")
         self._runs: dict[str, Future] = {}
-        self._running: set[subprocess.Popen] = set()  # the Snakemake process of the run under way
+        self._running: set[subprocess.Popen] = set()  # the Snakemake processes of the runs under way
 
     def start(self, name: str) -> None:
         if name not in self._runs:
@@ -100,21 +102,28 @@ class PipelineRuns:
         return workdir, snakemake(workdir, "--configfile", "configs/smoke.yaml", running=self._running)
 
     def _target(self, target: str) -> tuple[Path, str]:
-        smoke_workdir, _ = self.result("smoke")  # submitted before any target: done by now
+        smoke_workdir, _ = self.result("smoke")  # submitted first: the other worker is building it
         return run_target_on_smoke_copy(smoke_workdir, self.root / target / "workflow", target, self._running)
 
     def close(self) -> None:
-        """After a complete session every run has been read; after -x or Ctrl-C, stop the one under
-        way (Snakemake takes SIGINT as Ctrl-C) instead of waiting for it."""
+        """After a complete session every run has been read; after -x or Ctrl-C, stop the ones under
+        way (Snakemake takes SIGINT as Ctrl-C) instead of waiting for them."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         for popen in list(self._running):
             popen.send_signal(signal.SIGINT)
         self._executor.shutdown(wait=True)
 
 
+# The order the background runs finish in: the smoke run, then the targets in TARGET_RUNS' order.
+RUN_ORDER = ["smoke_run", *TARGET_RUNS]
+
+
 def pytest_collection_modifyitems(items):
-    # Stable: the tests that wait on the background runs go last, in their collected order.
-    items.sort(key=lambda item: bool(PIPELINE_RUNS & set(item.fixturenames)))
+    """Stable: the tests that need none of the background runs first, then those that need the
+    smoke run, then each target's as its run finishes (the others meanwhile are still building)."""
+    def last_run_needed(item) -> int:
+        return max((RUN_ORDER.index(name) + 1 for name in PIPELINE_RUNS & set(item.fixturenames)), default=0)
+    items.sort(key=last_run_needed)
 
 
 @pytest.fixture(scope="session", autouse=True)

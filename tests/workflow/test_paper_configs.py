@@ -20,7 +20,7 @@ from mdmlib import paths
 from mdmlib.config import RunConfig, load_config
 from mdmlib.core.intervals import Interval
 from mdmlib.core.schedule import NoiseSchedule
-from mdmlib.models.registry import build_model, new_model
+from mdmlib.models.registry import new_model
 from mdmlib.training.job import snapshot_steps, train_job
 from mdmlib.training.loop import new_state, train_step
 from mdmlib.training.samplers import StagedSampler, make_sampler
@@ -192,16 +192,15 @@ def test_multistage_config_dry_runs_its_target(tmp_path):
 def test_multistage_full_size_network_builds_and_takes_a_training_step_on_the_cpu(tmp_path, monkeypatch):
     cfg = paper_config("cifar10_multistage", tmp_path, monkeypatch)
     job = train_job("ms_t0-442-630-1000_e128_d192-128-16_i500000", cfg)
-    model = build_model(job.model_spec)
+    sampler = StagedSampler(list(job.stages))
+    state = new_state(cfg, cfg.data.channels, torch.device("cpu"), sampler, spec=job.model_spec)
+    model = state.model  # built from the job's spec (one build of the 248M network: it is slow on a CPU)
     counts = {"total": sum(p.numel() for p in model.parameters()),
               "encoder": sum(p.numel() for p in model.encoder_parameters()),
               "decoders": [sum(p.numel() for p in d.parameters()) for d in model.decoders]}
     print(f"cifar10_multistage: {counts}")
     assert counts["total"] == 248_423_113  # the paper's Table 7: 237M
     assert counts["encoder"] == 44_463_232 and counts["decoders"][0] > counts["decoders"][1] > counts["decoders"][2]
-    del model
-    sampler = StagedSampler(list(job.stages))
-    state = new_state(cfg, cfg.data.channels, torch.device("cpu"), sampler, spec=job.model_spec)
     before = [d["out"][-1].weight.clone() for d in state.model.decoders]
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
     images = torch.rand(6, 3, 32, 32) * 2 - 1

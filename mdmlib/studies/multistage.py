@@ -54,7 +54,8 @@ def training_cost_table(series: Mapping[str, pd.DataFrame], run_models: Mapping[
         rows.append({"method": run_label(run), "models": len(models), "iterations": int(steps.sum()),
                      "training MACs per step (G)": float(np.mean(per_step)) / 1e9,
                      "total training MACs (T)": total / 1e12, "best FID": float(best["fid"]),
-                     "at iterations": int(best["total_steps"]), "FID at end": float(df.sort_values("point")["fid"].iloc[-1])})
+                     "at iterations": int(best["total_steps"]),
+                     "FID at end": float(df.sort_values("point")["fid"].iloc[-1])})
     return pd.DataFrame(rows)
 
 
@@ -150,10 +151,13 @@ def write_multistage_study(series: Mapping[str, pd.DataFrame], run_models: Mappi
     write_table(table5, outputs.table5_csv, outputs.table5_md,
                 f"Table 5 form ({experiment}): unified, separate (one full U-Net per stage) and multi-stage "
                 f"(shared encoder, one decoder per stage) at equal iterations and samples (batch {batch_size} a "
-                f"step); training MACs = 3 x forward MACs x batch x iterations; {verdict}; {setting}.")
+                f"step); training MACs = 3 x forward MACs x batch x iterations; FIDs on sample set 0 (the curve's "
+                f"one set per point; the verdict compares the best points on every scored set); {verdict}; "
+                f"{setting}.")
     table6 = quality_rows(series)
     write_table(table6, outputs.table6_csv, outputs.table6_md,
-                f"Table 6 form ({experiment}): precision and recall at each run's best FID; {setting}.")
+                f"Table 6 form ({experiment}): precision and recall at each run's best FID, on sample set 0 "
+                f"(mean and sd over every scored set at the best points: the claims table); {setting}.")
     stages = stage_cost_rows(costs["stages"], costs["nfe_weighted"], costs["unified"])
     write_table(stages, outputs.stages_csv, outputs.stages_md,
                 f"Parameters and forward MACs per image of the multi-decoder model ({experiment}): a stage is the "

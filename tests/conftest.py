@@ -1,7 +1,6 @@
 """Shared by the pipeline tests: the workflow copied to a temporary folder, driven through the CLI."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -137,11 +136,6 @@ def pipeline_runs(request, tmp_path_factory):
     for fixture_name, target in TARGET_RUNS.items():
         if fixture_name in needed:
             runs.start(target)
-    if needed and sys.platform == "linux":
-        # The runs are the critical path: the other tests wait at the end, not the runs. On Linux a
-        # nice value is per thread and inherited by what the thread starts, so this lowers the
-        # tests run from here on (and their subprocesses), not the runs' threads started above.
-        os.nice(5)
     yield runs
     runs.close()
 

@@ -70,10 +70,10 @@ def run_target_on_smoke_copy(smoke_workdir: Path, dest: Path, target: str, runni
 
 
 # ---- the pipeline runs the workflow tests read, made in the background -------------------------
-# Fixture name -> the Snakemake target it builds on a copy of the smoke run.
-TARGET_RUNS = {"baselines_run": "baselines", "convergence_run": "convergence", "dp_run": "diffpruning",
-               "multistage_run": "multistage", "tdc_run": "tdc"}
-PIPELINE_RUNS = {"smoke_run", *TARGET_RUNS}
+# Fixture name -> the run it returns: the smoke run, then the Snakemake target each builds on a copy
+# of it, in the order they are started (and, two at a time, roughly finish).
+RUN_FIXTURES = {"smoke_run": "smoke", "baselines_run": "baselines", "convergence_run": "convergence",
+                "dp_run": "diffpruning", "multistage_run": "multistage", "tdc_run": "tdc"}
 
 
 class PipelineRuns:
@@ -114,15 +114,15 @@ class PipelineRuns:
         self._executor.shutdown(wait=True)
 
 
-# The order the background runs finish in: the smoke run, then the targets in TARGET_RUNS' order.
-RUN_ORDER = ["smoke_run", *TARGET_RUNS]
+def last_run_needed(item) -> int:
+    """0 for a test that reads no background run, else 1 + the start position of the last it reads."""
+    order = list(RUN_FIXTURES)
+    return max((order.index(name) + 1 for name in RUN_FIXTURES.keys() & set(item.fixturenames)), default=0)
 
 
 def pytest_collection_modifyitems(items):
     """Stable: the tests that need none of the background runs first, then those that need the
     smoke run, then each target's as its run finishes (the others meanwhile are still building)."""
-    def last_run_needed(item) -> int:
-        return max((RUN_ORDER.index(name) + 1 for name in PIPELINE_RUNS & set(item.fixturenames)), default=0)
     items.sort(key=last_run_needed)
 
 
@@ -130,12 +130,12 @@ def pytest_collection_modifyitems(items):
 def pipeline_runs(request, tmp_path_factory):
     """Starts, at the session's first test, the runs that the collected tests will read."""
     runs = PipelineRuns(tmp_path_factory.mktemp("pipeline_runs"))
-    needed = {name for item in request.session.items for name in item.fixturenames} & PIPELINE_RUNS
+    needed = {name for item in request.session.items for name in item.fixturenames} & RUN_FIXTURES.keys()
     if needed:
-        runs.start("smoke")
-    for fixture_name, target in TARGET_RUNS.items():
+        runs.start("smoke")  # first: every target copies it
+    for fixture_name, run in RUN_FIXTURES.items():
         if fixture_name in needed:
-            runs.start(target)
+            runs.start(run)
     yield runs
     runs.close()
 
@@ -148,5 +148,5 @@ def _run_fixture(fixture_name: str, run: str):
 
 
 # smoke_run, baselines_run, convergence_run, dp_run, multistage_run, tdc_run
-for _fixture_name, _run in {"smoke_run": "smoke", **TARGET_RUNS}.items():
+for _fixture_name, _run in RUN_FIXTURES.items():
     globals()[_fixture_name] = _run_fixture(_fixture_name, _run)

@@ -245,10 +245,10 @@ CLAIM_SOURCES = {"paper_tables": "run", "interval_study": "run", "baseline_table
                  "tdc_ablations_tables": "tdc-ablations", "diffpruning_tables": "diffpruning"}
 
 
-def claim_files(wildcards=None):
-    """`make run`'s claims always; another target's once its claims file exists."""
+def claim_files(wildcards=None, existing_only=False):
+    """`make run`'s claims always (unless ``existing_only``); another target's once its claims file exists."""
     return [path for source, target in CLAIM_SOURCES.items() for path in [paths.claims(OUT, source)]
-            if target == "run" or os.path.exists(path)]
+            if (target == "run" and not existing_only) or os.path.exists(path)]
 
 
 def shown(path):

@@ -82,7 +82,7 @@ def test_the_ablation_tables_give_each_model_its_costs_and_its_spread(multistage
 def test_the_claims_table_takes_the_multistage_claims_once_the_target_has_run(multistage_run):
     workdir, _ = multistage_run
     out = workdir / SMOKE_OUT
-    snakemake(workdir, "claims_table", "--configfile", "configs/smoke.yaml")
+    snakemake(workdir, "claims_table_update", "--configfile", "configs/smoke.yaml")
     claims = pd.read_csv(paths.table(out, "claims", "csv"), keep_default_na=False).set_index("id")
     multistage = claims[claims["target"] == "make multistage"]
     assert len(multistage) == 4 and set(multistage["verdict"]) <= {HOLDS, FAILS, UNDECIDED}

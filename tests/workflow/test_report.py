@@ -4,10 +4,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SMOKE_OUT, copy_smoke_run, snakemake
+from conftest import SMOKE_OUT, copy_smoke_run, copy_workflow, planned_jobs, snakemake
 
 from mdmlib import paths
 from mdmlib.report.claims import CLAIMS, NOT_RUN
@@ -66,3 +67,17 @@ def test_the_report_page_renders_every_figure_and_the_claims_table_in_a_browser(
     screenshot = tmp_path / "report.png"
     headless(browser, f"--screenshot={screenshot}", "--window-size=1280,2000", page.as_uri())
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+
+
+def test_a_targets_claims_update_on_a_fresh_clone_plans_no_make_run_jobs(tmp_path):
+    """`make <target>`'s second call joins the claims files that exist; the rule `all` still builds
+    `make run`'s claims through claims_table."""
+    workdir = copy_workflow(tmp_path)
+    out = workdir / SMOKE_OUT
+    target_claims = paths.claims(out, "diffpruning_tables")
+    Path(target_claims).parent.mkdir(parents=True)
+    Path(target_claims).write_text("id\n")  # stands in for the target's file: a dry run reads no content
+    update = planned_jobs(snakemake(workdir, "claims_table_update", "--configfile", "configs/smoke.yaml", "-n").stdout)
+    assert update["claims_table_update"] == 1 and update["total"] == 1  # nothing of `make run`
+    full = planned_jobs(snakemake(workdir, "claims_table", "--configfile", "configs/smoke.yaml", "-n").stdout)
+    assert full["claims_table"] == 1 and full["train_baseline"] >= 1 and "claims_table_update" not in full

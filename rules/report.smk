@@ -24,20 +24,11 @@ rule claims_table:
 # What `make <target>` calls after its target: the same table from the claims files that exist
 # only, so a target run on a fresh clone does not pull `make run`'s jobs in for its claims. The
 # rule `all` and a direct `snakemake claims_table` build through claims_table (ruleorder above).
-rule claims_table_update:
+use rule claims_table as claims_table_update with:
     input:
         lambda wc: claim_files(existing_only=True),
-    output:
-        csv=paths.table(OUT, "claims", "csv"),
-        md=paths.table(OUT, "claims", "md"),
-    params:
-        experiment=paths.experiment_label(CFG),
     log:
         paths.log(OUT, "claims_table_update"),
-    conda:
-        ENV
-    script:
-        "../workflow_scripts/claims_table.py"
 
 
 rule report_page:

@@ -82,6 +82,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 
+
 def validate(values: dict[str, Any]) -> RunConfig:
     """Validate against the JSON schema, build the typed config, check cross-field rules.
 

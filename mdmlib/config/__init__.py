@@ -16,12 +16,7 @@ from typing import Any
 
 import yaml
 
-from mdmlib.config.checks import (
-    DIGITS_IMAGES,
-    LOCAL_DATASETS,
-    check_consistency,
-    check_diffpruning_model,
-)
+from mdmlib.config.checks import check_consistency, check_diffpruning_model
 from mdmlib.config.methods import (
     AgentConfig,
     DiffPruningConfig,
@@ -52,8 +47,8 @@ from mdmlib.models.registry import architecture_names
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 __all__ = ["AgentConfig", "BaselinesConfig", "ConvergenceConfig", "DataConfig", "DiffPruningConfig",
-           "DiffusionConfig", "DIGITS_IMAGES", "EncoderDecoderSplit", "ExpertsConfig", "FeatureNetConfig",
-           "IntervalsConfig", "IntervalStudyConfig", "LOCAL_DATASETS", "MetricsConfig", "ModelConfig",
+           "DiffusionConfig", "EncoderDecoderSplit", "ExpertsConfig", "FeatureNetConfig",
+           "IntervalsConfig", "IntervalStudyConfig", "MetricsConfig", "ModelConfig",
            "MultistageConfig", "ProxyConfig", "RunConfig", "SamplingConfig", "TdcConfig", "TrainConfig",
            "check_diffpruning_model", "from_dict", "load_config", "load_plugins", "registered_schema", "sd_value",
            "to_plain", "validate"]

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from mdmlib.runtime.allocator import allocator_settings
+
 
 def script_name(argv0: str | None = None) -> str:
     """The workflow script's own file name. Snakemake runs a copy named
@@ -24,10 +26,13 @@ def job_name(path: str | os.PathLike[str]) -> str:
 
 def log_to(path: str | os.PathLike[str], append: bool = False):
     """Send stdout and stderr to ``path`` (line-buffered; ``append`` keeps earlier attempts'
-    lines, e.g. a resumed training job's) and print the first line: the script, the job and
-    the wall-clock start. Returns the open log file."""
+    lines, e.g. a resumed training job's) and print the first line: the script, the job, the
+    wall-clock start and the malloc settings it inherited (``mdmlib.runtime.allocator``).
+    Returns the open log file."""
     log = open(path, "a" if append else "w", buffering=1)
     sys.stdout = sys.stderr = log
     start = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    print(f"== {script_name()} ({job_name(path)}) started {start} on {socket.gethostname()}, pid {os.getpid()}")
+    malloc = allocator_settings()
+    print(f"== {script_name()} ({job_name(path)}) started {start} on {socket.gethostname()}, pid {os.getpid()}"
+          + (f"; {malloc}" if malloc else ""))
     return log

@@ -64,13 +64,15 @@ def test_smoke_run_writes_figures_as_png_and_pdf(smoke_run):
         assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-def test_every_job_leaves_a_log_and_compute_jobs_a_benchmark(smoke_run):
+def test_every_job_leaves_a_log_with_its_malloc_settings_and_compute_jobs_a_benchmark(smoke_run):
     workdir, _ = smoke_run
     out = workdir / SMOKE_OUT
     logs = list((out / "logs").rglob("*.log"))
     assert len(logs) >= 13 and all(p.stat().st_size > 0 for p in logs)
     train_log = (out / "logs/train_model/t0-1000_i40.log").read_text()
     assert "step 10/40" in train_log and "it/s" in train_log
+    # The job inherited the malloc settings the Snakefile sets (mdmlib.runtime.allocator).
+    assert train_log.splitlines()[0].endswith("; MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824")
     bench = pd.read_csv(paths.benchmark(out, "train_model", "t0-1000_i40"), sep="\t")
     assert bench["s"].iloc[0] > 0
     provenance = (out / "data/provenance.json").read_text()

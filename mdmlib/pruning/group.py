@@ -78,13 +78,15 @@ class RecoveredLoss:
         pruned = prune_unet(self.model, scheme_widths(self.shape, scheme), self.scores).train()
         optimizer = torch.optim.Adam(pruned.parameters(), lr=self.lr)
         g = torch.Generator().manual_seed(self.seed)
-        for _ in range(self.steps):
-            x0 = self.train[torch.randint(len(self.train), (self.batch_size,), generator=g)]
-            t = torch.randint(self.interval.lo, self.interval.hi, (self.batch_size,), generator=g)
-            noise = torch.randn(x0.shape, generator=g)
-            optimizer.zero_grad(set_to_none=True)
-            epsilon_loss_per_sample(pruned, self.schedule, x0, t, noise).mean().backward()
-            optimizer.step()
+        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: seeded, or the
+            torch.manual_seed(self.seed)         # scores (and the scheme kept) changed from run to run
+            for _ in range(self.steps):
+                x0 = self.train[torch.randint(len(self.train), (self.batch_size,), generator=g)]
+                t = torch.randint(self.interval.lo, self.interval.hi, (self.batch_size,), generator=g)
+                noise = torch.randn(x0.shape, generator=g)
+                optimizer.zero_grad(set_to_none=True)
+                epsilon_loss_per_sample(pruned, self.schedule, x0, t, noise).mean().backward()
+                optimizer.step()
         with torch.no_grad():
             return float(epsilon_loss_per_sample(pruned.eval(), self.schedule, self.val, self.val_t,
                                                  self.val_noise).mean())

@@ -137,3 +137,15 @@ def test_an_unreachable_limit_is_refused_and_nothing_is_written(base, tmp_path, 
     assert not (tmp_path / "pruned.pt").exists()
     assert not (tmp_path / "report.json").exists()
     assert not (tmp_path / "audit").exists()
+
+
+def test_the_proxy_search_scores_alike_whatever_the_global_generator(base, tmp_path):
+    """The recovery steps train with dropout (config model.dropout), which draws from the global
+    generator: the search seeds it, so the memory bank (and the scheme kept) is the same on every run."""
+    assert base[0].model.dropout > 0
+    banks = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        run(base, "proxy", 0.75, tmp_path / str(global_seed))
+        banks.append(json.loads((tmp_path / str(global_seed) / "audit" / "memory_bank.json").read_text()))
+    assert [e["loss"] for e in banks[0]] == [e["loss"] for e in banks[1]]

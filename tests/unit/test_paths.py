@@ -58,7 +58,8 @@ def test_paths_and_logs_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None; import mdmlib.paths, mdmlib.runtime.logs; "
             "print(sorted(m for m in sys.modules if m.startswith('mdmlib')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['mdmlib', 'mdmlib.paths', 'mdmlib.runtime', 'mdmlib.runtime.logs']"
+    assert out.strip() == ("['mdmlib', 'mdmlib.paths', 'mdmlib.runtime', 'mdmlib.runtime.allocator', "
+                           "'mdmlib.runtime.logs']")
 
 
 def test_rules_spell_no_result_path_themselves():

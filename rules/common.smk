@@ -35,7 +35,7 @@ from mdmlib.training.job import (
     without_budget,
 )
 
-# Every job inherits these malloc settings (mdmlib/runtime/allocator.py: page faults cost CPU jobs 10-25%).
+# Every job inherits these malloc settings (mdmlib/runtime/allocator.py: page faults cost a CPU sampling job ~18%).
 tune_allocator()
 
 # Fails here, before any job runs, with the offending key in the message.

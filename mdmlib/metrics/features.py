@@ -26,6 +26,7 @@ from torch import nn
 from mdmlib.config import FeatureNetConfig, from_dict, to_plain
 from mdmlib.core.images import to_model_range
 from mdmlib.core.io import atomic_write
+from mdmlib.core.rng import seeded_global_rng
 
 FORMAT = "mdmlib.feature_net/v1"
 MAX_SPATIAL_SIZE = 8  # the sFID map is the first stage at most 8 x 8: 128-d for 2 channels
@@ -198,8 +199,7 @@ def train_feature_net(
         raise ValueError(
             f"train_feature_net: need square images of one shape, got {tuple(x_train.shape)} and {tuple(x_val.shape)}"
         )
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
-        torch.manual_seed(cfg.seed)
+    with seeded_global_rng(cfg.seed):  # seeded initialisation without touching the caller's RNG
         net = FeatureNet(cfg, channels, resolution, num_classes).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)

@@ -17,6 +17,7 @@ from mdmlib.config import ProxyConfig, RunConfig
 from mdmlib.core.images import to_model_range
 from mdmlib.core.intervals import Interval
 from mdmlib.core.io import atomic_write_text
+from mdmlib.core.rng import seeded_global_rng
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.models.macs import count_parameters
 from mdmlib.models.registry import build_model
@@ -78,8 +79,7 @@ class RecoveredLoss:
         pruned = prune_unet(self.model, scheme_widths(self.shape, scheme), self.scores).train()
         optimizer = torch.optim.Adam(pruned.parameters(), lr=self.lr)
         g = torch.Generator().manual_seed(self.seed)
-        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: seeded, or the
-            torch.manual_seed(self.seed)         # scores (and the scheme kept) changed from run to run
+        with seeded_global_rng(self.seed):  # dropout: unseeded, the scores and the scheme kept varied by run
             for _ in range(self.steps):
                 x0 = self.train[torch.randint(len(self.train), (self.batch_size,), generator=g)]
                 t = torch.randint(self.interval.lo, self.interval.hi, (self.batch_size,), generator=g)

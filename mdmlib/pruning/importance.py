@@ -15,6 +15,7 @@ import torch
 import torch_pruning as tp
 
 from mdmlib.core.intervals import Interval
+from mdmlib.core.rng import seeded_global_rng
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
 from mdmlib.core.targets import resolve
 from mdmlib.models.unet import AttentionBlock, ResBlock, prunable_layers
@@ -117,8 +118,7 @@ def layer_scores(model: torch.nn.Module, name: str, schedule: NoiseSchedule, ima
         record["timesteps"] = accumulate_gradients(model, schedule, images, interval, entry.gradients, generator)
     importance = resolve(entry.importance)()
     blocks, heads = [], []
-    with torch.random.fork_rng(devices=[]):  # torch-pruning's random importance draws from the global generator
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):  # torch-pruning's random importance draws from the global generator
         for group, i in prunable_layers(model):
             score_layer(group[i], graph, importance, entry, generator, blocks, heads)
     model.zero_grad(set_to_none=True)

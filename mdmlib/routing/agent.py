@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from mdmlib.core.rng import seeded_global_rng
 from mdmlib.models.elastic import MacsTable, SubnetGates
 
 EPS = 1e-6  # the supplement's epsilon in inverse-sigmoid(p - eps): p_1 = 1 gives v_1 = logit(1 - eps) ~ 13.8
@@ -110,8 +111,7 @@ class ExpertRoutingAgent(nn.Module):
         sizes = [c for shape in self.experts for c in shape.outputs]
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("z", torch.randn(1, len(sizes), input_dim, generator=generator))
-        with torch.random.fork_rng(devices=[]):  # seeded parameters, global RNG left as it was
-            torch.manual_seed(seed)
+        with seeded_global_rng(seed):  # seeded parameters, global RNG left as it was
             # hidden // 2 per direction: Table 1's GRU(128, 256) feeds Dense_k(256, C_k).
             self.gru = nn.GRU(input_dim, hidden // 2, batch_first=True, bidirectional=True)
             # LayerNorm as in the authors' hypernetwork code; Table 1 says WeightNorm, which does

@@ -4,9 +4,10 @@ Why: on the CPU, PyTorch allocates and frees activation tensors of a few MiB in 
 every step. glibc serves blocks above its mmap threshold (128 KiB at start) with fresh mmap'd pages
 and trims the top of its heap after frees, so each step pays the kernel's page faults again. With
 a 32 MiB mmap threshold (glibc's ceiling on 64-bit) and a 1 GiB trim threshold the freed memory
-stays in the process and is reused. Measured on a 2-core x86_64 machine, one thread: a DDIM job of
-500 images (4 pruned TDC experts, 50 steps) 26.7-29.2 s -> 22.0-22.4 s, its system time 4.4 s ->
-0.8 s, peak memory +8%; 150 training steps of the default U-Net 66-67 s -> 60-64 s.
+stays in the process and is reused. Measured on a 2-core x86_64 machine, one thread (README,
+Measured): a DDIM job of 500 images (4 pruned TDC experts, 50 steps) 27.5 s -> 22.6 s (4 runs each),
+its system time 4-5 s -> 0.8-0.9 s, peak memory +8-15%; 150 training steps of the default U-Net
+66-67 s -> 60-64 s.
 
 glibc reads these variables when a process starts, so they are set in the environment of the
 Snakemake process (``rules/common.smk``) and reach each job, local or submitted to SLURM (sbatch

@@ -140,7 +140,6 @@ def test_an_unreachable_limit_is_refused_and_nothing_is_written(base, tmp_path, 
     assert not (tmp_path / "audit").exists()
 
 
-
 def test_a_schemes_recovered_loss_is_the_same_whatever_the_global_generator(base):
     """The proxy's recovery steps train with dropout (config model.dropout), which draws from the
     global generator: the score seeds it, so the search (and the scheme kept) is the same on every run."""

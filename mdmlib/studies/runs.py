@@ -19,8 +19,8 @@ from mdmlib.studies.diffpruning_runs import (
     dp_run_models,
 )
 from mdmlib.studies.tdc_runs import (
-    TDC_ENDPOINT_PREFIXES,
     TDC_METHOD,
+    compared_at_end,
     tdc_ablation_runs,
     tdc_run_models,
     tdc_runs,
@@ -243,10 +243,10 @@ class RunPlan:
         return self.eight_runs[:1] if run == REALLOCATED_RUN else []
 
     def run_points(self, run: str) -> list[int]:
-        """End-point-only runs (those sharing models with others, TDC's Table V) are compared at
-        their end; the others over their series."""
-        end_only = TDC_ENDPOINT_PREFIXES + (MIXTURE, SINGLE)
-        return self.points[-1:] if self.shared_sources(run) or run.startswith(end_only) else self.points
+        """End-point-only runs (those sharing models with others, DiffPruning's mixtures, TDC's
+        pruned and ablation runs) are compared at their end; the others over their series."""
+        end_only = self.shared_sources(run) or run.startswith((MIXTURE, SINGLE)) or compared_at_end(run)
+        return self.points[-1:] if end_only else self.points
 
     def checkpoint(self, model: str, point: int, longer_models: Sequence[str] = ()) -> str:
         """A model's snapshot at a point. Its final weights are a longer model's snapshot when one

@@ -9,6 +9,7 @@ from mdmlib.config import RunConfig
 from mdmlib.core.intervals import Interval
 from mdmlib.training.job import model_name, snapshot_steps, tdc_model_name
 
+TDC_FULL = "tdc_full"  # Table I's TDC without pruning (groups fine-tuned at full size)
 TDC_SCRATCH = "tdc_scratch"  # Fig. 3's single-stage training: each group's model from scratch
 TDC_METHOD = "snr"  # TDC's groups come from its SNR-based difficulty (intervals.snr)
 
@@ -18,11 +19,19 @@ def tdc_runs(cfg: RunConfig) -> list[str]:
     and Table V's single models: 'tdcv_<method>' (the base pruned to the smallest group's limit and
     fine-tuned on all timesteps), 'tdcv_scratch' / 'tdcv_scratch_long' (that shape from scratch)."""
     table5 = [*(f"tdcv_{m}" for m in cfg.tdc.pruning), "tdcv_scratch", "tdcv_scratch_long"]
-    return ["tdc_full", *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH, *table5]
+    return [TDC_FULL, *(f"tdc_{m}" for m in cfg.tdc.pruning), TDC_SCRATCH, *table5]
 
 
 FLOPS_SCHEDULES = ("snr", "constant", "increasing", "decreasing")  # TDC Table II
 TDC_ENDPOINT_PREFIXES = ("tdcv_", "tdcflops_", "tdcgroups_", "tdck_")  # compared at their end (equal steps)
+
+
+def compared_at_end(run: str) -> bool:
+    """TDC runs scored only at their last point: Table V's models, the ablations, and every pruned
+    TDC run (Tables I and VI compare the pruning methods after equal fine-tune steps, as the paper
+    reports them at their full budget). Only Fig. 3's curves (w/o pruning, single-stage) need a series."""
+    pruned = run.startswith("tdc_") and run not in (TDC_FULL, TDC_SCRATCH)
+    return pruned or run.startswith(TDC_ENDPOINT_PREFIXES)
 
 
 def tdc_ablation_runs(cfg: RunConfig) -> list[str]:
@@ -99,7 +108,7 @@ def tdc_run_models(run: str, cfg: RunConfig, groups: list[Interval]) -> list[str
         limits = group_limits(len(groups), int(run.removeprefix("tdck_")) / 1000)
         return [tdc_model_name(cfg.tdc.ablation_pruning, base, g, limit, ft) for g, limit in zip(groups, limits)]
     if run.startswith("tdcgroups_"):  # Table III: without pruning on n groups (``groups`` has n)
-        return tdc_run_models("tdc_full", cfg, groups)
+        return tdc_run_models(TDC_FULL, cfg, groups)
     if run.startswith("tdcv_"):  # one model on (0, T] at the smallest group's limit
         whole, limit = Interval(0, cfg.diffusion.timesteps), group_limits(len(groups), k)[0]
         if run.startswith("tdcv_scratch"):

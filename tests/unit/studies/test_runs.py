@@ -134,3 +134,13 @@ def test_a_swap_run_serves_one_experts_interval_by_the_baseline():
                                              "out/models/t100-800_i1680/point_6.pt",
                                              "out/models/t800-1000_i480/point_6.pt"]
     assert plan.samples("swap_1", 6) == "out/samples/swap_1/point_6.npz"  # its own routing: its own samples
+
+
+def test_tdcs_pruned_runs_are_scored_at_their_end_and_fig3s_curves_over_their_series():
+    groups = [Interval(0, 161), Interval(161, 943), Interval(943, 998), Interval(998, 1000)]
+    plan = default_plan({("snr", 4): groups, "snr": groups})
+    for run in ("tdc_proxy", "tdc_magnitude", "tdc_random", "tdcv_proxy", "tdcflops_constant"):
+        assert plan.run_points(run) == [6], run
+    assert plan.run_points("tdc_full") == plan.run_points("tdc_scratch") == [1, 2, 3, 4, 5, 6]
+    # Table II's SNR run is the proxy's TDC run: its end point is sampled once, by tdc_proxy.
+    assert plan.series_samples("tdcflops_snr") == plan.series_samples("tdc_proxy") == ["out/samples/tdc_proxy/point_6.npz"]

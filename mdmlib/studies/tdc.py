@@ -274,7 +274,8 @@ def write_tdc_study(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.Da
     table6 = run_rows(table6_runs, costed, sets, sizes)
     write_table(table6, outputs.table6_csv, outputs.table6_md,
                 f"TDC Table VI form ({experiment}): TDC with each pruning method at its end, same groups, limits "
-                f"and fine-tune steps (original and w/o pruning at their best points). Proxy pruning best: {verdicts.get('tdc_table6_proxy', 'not run')}; {setting}.")
+                f"and fine-tune steps (original and w/o pruning at their best points). Proxy pruning best: "
+                f"{verdicts.get('tdc_table6_proxy', 'not run')}; {setting}.")
     table5_runs = [BASE, *(r for r in costed if r.startswith("tdcv_"))]
     if len(table5_runs) > 1:
         table5 = table5_rows(table5_runs, costed, sets, sizes, sizes[ORIGINAL]["trajectory_macs"])

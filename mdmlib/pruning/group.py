@@ -79,7 +79,7 @@ class RecoveredLoss:
         pruned = prune_unet(self.model, scheme_widths(self.shape, scheme), self.scores).train()
         optimizer = torch.optim.Adam(pruned.parameters(), lr=self.lr)
         g = torch.Generator().manual_seed(self.seed)
-        with seeded_global_rng(self.seed):  # dropout: unseeded, the scores and the scheme kept varied by run
+        with seeded_global_rng(self.seed):  # dropout draws from it: the same scheme scores the same in every run
             for _ in range(self.steps):
                 x0 = self.train[torch.randint(len(self.train), (self.batch_size,), generator=g)]
                 t = torch.randint(self.interval.lo, self.interval.hi, (self.batch_size,), generator=g)

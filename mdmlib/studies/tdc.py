@@ -36,6 +36,7 @@ from mdmlib.studies.convergence import point_steps, seconds_at_step
 from mdmlib.studies.main import shared_set_values
 from mdmlib.studies.tdc_runs import TDC_FULL as FULL
 from mdmlib.studies.tdc_runs import TDC_SCRATCH as SCRATCH
+from mdmlib.studies.tdc_runs import is_pruned_tdc_run
 
 ORIGINAL = "baseline"
 BASE = "base"  # Table V's "pretrained" row: the baseline at the base model's step
@@ -236,7 +237,7 @@ def tdc_claims(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.DataFra
         claims.append(verdict_claim("tdc_table1_pruned", f"TDC (proxy) {mean_sd(fids['tdc_proxy'])} at "
                                     f"{ratio:.2f} x MACs, original {mean_sd(fids[ORIGINAL])}", verdict, setting,
                                     f"paired se {diff.se:.2g} ({diff.sets} sets)"))
-    pruned = [r for r in fids if r.startswith("tdc_") and r not in (FULL, SCRATCH)]
+    pruned = [r for r in fids if is_pruned_tdc_run(r)]
     if "tdc_proxy" in pruned and len(pruned) > 1:
         values = {run_label(r): fids[r] for r in pruned}
         verdict = lowest_verdict(run_label("tdc_proxy"), values)
@@ -270,7 +271,7 @@ def write_tdc_study(costed: Mapping[str, pd.DataFrame], sets: Mapping[str, pd.Da
                 f"pruning). Without pruning beats original at fewer steps: "
                 f"{verdicts.get('tdc_table1_no_pruning', 'not run')}; with pruning keeps the FID at fewer MACs: "
                 f"{verdicts.get('tdc_table1_pruned', 'not run')}; {setting}.")
-    table6_runs = [ORIGINAL, *(r for r in costed if r.startswith("tdc_") and r != SCRATCH)]  # not tdcv_
+    table6_runs = [ORIGINAL, *(r for r in costed if r == FULL or is_pruned_tdc_run(r))]
     table6 = run_rows(table6_runs, costed, sets, sizes)
     write_table(table6, outputs.table6_csv, outputs.table6_md,
                 f"TDC Table VI form ({experiment}): TDC with each pruning method at its end, same groups, limits "

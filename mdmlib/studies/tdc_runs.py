@@ -26,12 +26,16 @@ FLOPS_SCHEDULES = ("snr", "constant", "increasing", "decreasing")  # TDC Table I
 TDC_ENDPOINT_PREFIXES = ("tdcv_", "tdcflops_", "tdcgroups_", "tdck_")  # compared at their end (equal steps)
 
 
+def is_pruned_tdc_run(run: str) -> bool:
+    """'tdc_<method>': TDC with one pruning method (Tables I and VI), not w/o pruning or single-stage."""
+    return run.startswith("tdc_") and run not in (TDC_FULL, TDC_SCRATCH)
+
+
 def compared_at_end(run: str) -> bool:
     """TDC runs scored only at their last point: Table V's models, the ablations, and every pruned
     TDC run (Tables I and VI compare the pruning methods after equal fine-tune steps, as the paper
     reports them at their full budget). Only Fig. 3's curves (w/o pruning, single-stage) need a series."""
-    pruned = run.startswith("tdc_") and run not in (TDC_FULL, TDC_SCRATCH)
-    return pruned or run.startswith(TDC_ENDPOINT_PREFIXES)
+    return is_pruned_tdc_run(run) or run.startswith(TDC_ENDPOINT_PREFIXES)
 
 
 def tdc_ablation_runs(cfg: RunConfig) -> list[str]:

@@ -10,8 +10,8 @@ timestamps have 1-second resolution, so the split is coarse for second-long jobs
 
 A ``benchmark:`` file times the job's whole process, so each job's Python start-up and
 imports count as its compute. They are overhead all the same: they are measured here (a
-fresh process importing what a job imports, PyTorch included; training jobs also import
-torch._dynamo, which torch.optim's first step loads) and added, once per job, to the share.
+fresh process importing what a job imports, PyTorch included; training jobs also import the
+training loop) and added, once per job, to the share.
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 FINISHED = re.compile(r"^Finished jobid: (\d+)")
 # What a job's process imports before its work: Snakemake's script preamble and PyTorch
-# through mdmlib. Training jobs add torch._dynamo (imported by torch.optim's first step).
+# through mdmlib. Training jobs add the training loop (its optimizer, mdmlib.core.adam, spares
+# them the torch._dynamo import of torch.optim's first step).
 JOB_IMPORTS = ("snakemake.script", "torch", "mdmlib.runtime.devices", "mdmlib.sampling.points")
-TRAINING_IMPORTS = (*JOB_IMPORTS, "mdmlib.training.loop", "torch._dynamo")
+TRAINING_IMPORTS = (*JOB_IMPORTS, "mdmlib.training.loop")
 TRAINING_RULES = ("train_model", "train_baseline")
 ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
 

@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.timing import figure, paired_ratio
 from mdmlib.config import RunConfig
+from mdmlib.core.adam import Adam
 from mdmlib.core.images import to_model_range
 from mdmlib.core.intervals import Interval, intervals_from_boundaries
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
@@ -27,7 +28,7 @@ def bare_training_seconds(cfg: RunConfig, images: np.ndarray, steps: int) -> flo
     """Forward, backward and Adam step only, on batches drawn the same way as the trainer's."""
     torch.manual_seed(cfg.training.seed)
     model = new_model(cfg.model, images.shape[1], cfg.data.resolution)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
+    optimizer = Adam(model.parameters(), lr=cfg.training.learning_rate)  # the trainer's
     schedule = NoiseSchedule.from_name(cfg.diffusion.schedule, cfg.diffusion.timesteps)
     data, gen, b = to_model_range(images), torch.Generator().manual_seed(0), cfg.training.batch_size
     model.train()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdmlib.config import FeatureNetConfig, from_dict, to_plain
+from mdmlib.core.adam import Adam
 from mdmlib.core.images import to_model_range
 from mdmlib.core.io import atomic_write
 from mdmlib.core.rng import seeded_global_rng
@@ -202,7 +203,7 @@ def train_feature_net(
     with seeded_global_rng(cfg.seed):  # seeded initialisation without touching the caller's RNG
         net = FeatureNet(cfg, channels, resolution, num_classes).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    opt = Adam(net.parameters(), lr=cfg.learning_rate)
     log(f"feature net: {task} task, {num_classes} classes, {len(x_train)} train / {len(x_val)} val images")
     for epoch in range(cfg.epochs):
         loss, train_acc = _train_epoch(net, opt, x_train, y_train, task, cfg.batch_size, gen, device)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mdmlib.config import ProxyConfig, RunConfig
+from mdmlib.core.adam import Adam
 from mdmlib.core.images import to_model_range
 from mdmlib.core.intervals import Interval
 from mdmlib.core.io import atomic_write_text
@@ -77,7 +78,7 @@ class RecoveredLoss:
 
     def __call__(self, scheme: PruningScheme) -> float:
         pruned = prune_unet(self.model, scheme_widths(self.shape, scheme), self.scores).train()
-        optimizer = torch.optim.Adam(pruned.parameters(), lr=self.lr)
+        optimizer = Adam(pruned.parameters(), lr=self.lr)
         g = torch.Generator().manual_seed(self.seed)
         with seeded_global_rng(self.seed):  # dropout draws from it: the same scheme scores the same in every run
             for _ in range(self.steps):

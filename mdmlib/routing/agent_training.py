@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mdmlib.config import RunConfig
+from mdmlib.core.adam import Adam
 from mdmlib.core.images import to_model_range
 from mdmlib.core.io import atomic_write, atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule
@@ -108,8 +109,8 @@ class AgentTrainer:
         self.budget, self.full, self.device = budget, full, device
         settings = cfg.diffpruning.agent
         self.batch_size = settings.batch_size
-        self.optimizer = torch.optim.AdamW(agent.parameters(), lr=settings.learning_rate,
-                                           weight_decay=settings.weight_decay)
+        self.optimizer = Adam(agent.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                              decoupled_weight_decay=True)  # AdamW
         seed = cfg.training.seed
         self.data = torch.Generator().manual_seed(seed)  # images, timesteps, noise: on the host, any device alike
         self.gumbel = torch.Generator(device=device).manual_seed(seed + 1)

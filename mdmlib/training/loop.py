@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from mdmlib.config import RunConfig
+from mdmlib.core.adam import Adam
 from mdmlib.core.images import to_model_range
 from mdmlib.core.io import atomic_write_text
 from mdmlib.core.schedule import NoiseSchedule, epsilon_loss_per_sample
@@ -35,7 +36,7 @@ from mdmlib.training.samplers import StagedSampler, UniformIntervalSampler, make
 class TrainState:
     model: torch.nn.Module  # built by mdmlib.models.registry: carries its spec
     ema: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Adam
     generator: torch.Generator  # data indices, timesteps and noise
     sampler: UniformIntervalSampler  # the recipe's timestep sampler; loss-aware ones hold a history
     step: int = 0
@@ -60,7 +61,7 @@ def new_state(cfg: RunConfig, in_channels: int, device: torch.device, sampler: U
         model.load_state_dict(init["model"])
         ema.load_state_dict(init["ema"])
     model, ema = model.to(device), ema.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
+    optimizer = Adam(model.parameters(), lr=cfg.training.learning_rate)
     generator = torch.Generator().manual_seed(cfg.training.seed)
     return TrainState(model, ema, optimizer, generator, sampler)
 

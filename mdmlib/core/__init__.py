@@ -1,1 +1,2 @@
-"""Core pieces every other package uses: intervals and budgets, noise schedules, image ranges, atomic writes."""
+"""Core pieces every other package uses: intervals and budgets, noise schedules, image ranges, atomic writes,
+seeded RNG blocks, the Adam optimizer."""

@@ -88,12 +88,15 @@ class Adam:
         if len(group["params"]) != len(self.params):
             raise ValueError(f"the saved optimizer holds {len(group['params'])} parameters, this model "
                              f"{len(self.params)}")
+        ours = self.param_groups[0]
         for key in ("lr", "betas", "eps", "weight_decay"):
-            self.param_groups[0][key] = tuple(group[key]) if key == "betas" else group[key]
-        self.param_groups[0]["decoupled_weight_decay"] = group.get("decoupled_weight_decay", False)
+            ours[key] = tuple(group[key]) if key == "betas" else group[key]
+        # A dict that does not name it (torch.optim before AdamW became Adam's option) keeps this optimizer's kind.
+        ours["decoupled_weight_decay"] = group.get("decoupled_weight_decay", ours["decoupled_weight_decay"])
+        position = {saved_index: k for k, saved_index in enumerate(group["params"])}
         self.state = {}
         for i, saved in state_dict["state"].items():
-            p = self.params[group["params"].index(int(i))]
+            p = self.params[position[int(i)]]
             self.state[p] = {"step": saved["step"].detach().clone().to(torch.float32),
                              "exp_avg": saved["exp_avg"].detach().clone().to(p.device, p.dtype),
                              "exp_avg_sq": saved["exp_avg_sq"].detach().clone().to(p.device, p.dtype)}

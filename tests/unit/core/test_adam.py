@@ -90,3 +90,13 @@ state = run_training(cfg, TrainJob("t", Interval(0, 1000), 3, snapshot_steps(3, 
 print(state.step, sorted(k for k in sys.modules if k.startswith("torch._dynamo")))"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "3 []"
+
+
+def test_a_state_dict_that_does_not_name_the_decay_kind_keeps_the_optimizers():
+    """Older torch.optim.AdamW dicts lack 'decoupled_weight_decay': AdamW must stay AdamW on resume."""
+    model = torch.nn.Linear(2, 2)
+    saved = Adam(model.parameters(), weight_decay=0.1, decoupled_weight_decay=True).state_dict()
+    del saved["param_groups"][0]["decoupled_weight_decay"]
+    resumed = Adam(model.parameters(), weight_decay=0.1, decoupled_weight_decay=True)
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["decoupled_weight_decay"] is True
